@@ -1,0 +1,215 @@
+"""The `coldtune` command: parse, call one library function, print."""
+
+from __future__ import annotations
+
+import functools
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from coldtune import pipeline
+from coldtune.cf.wmf import WMFConfig
+from coldtune.data.splits import SPLIT_PRESETS, SplitConfig
+from coldtune.data.synth import SYNTH_SIZES, synth_config, synth_plays, write_plays
+from coldtune.errors import ColdtuneError
+from coldtune.workspace import Workspace
+
+app = typer.Typer(
+    help="coldtune: recommend songs nobody has played yet (deep content-based music "
+    "recommendation, van den Oord et al. 2013).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+plays_app = typer.Typer(
+    help="Play counts: ingest files, generate test matrices.", no_args_is_help=True
+)
+wmf_app = typer.Typer(help="Weighted matrix factorization (section 3).", no_args_is_help=True)
+app.add_typer(plays_app, name="plays")
+app.add_typer(wmf_app, name="wmf")
+
+console = Console()
+err_console = Console(stderr=True)
+
+WorkspaceOption = Annotated[
+    Path, typer.Option("--workspace", "-w", help="The experiment's folder.", file_okay=False)
+]
+
+
+def friendly(command):
+    """Print a ColdtuneError as one line and exit with status 2 instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ColdtuneError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+class PlaysFormat(StrEnum):
+    triplets = "triplets"
+    csv = "csv"
+    parquet = "parquet"
+
+
+class OnBadLines(StrEnum):
+    error = "error"
+    skip = "skip"
+
+
+def _detect_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv"}.get(
+        suffix, "triplets"
+    )
+
+
+@plays_app.command("ingest")
+@friendly
+def plays_ingest(
+    path: Annotated[Path, typer.Argument(help="Triplets file, CSV or Parquet.")],
+    workspace: WorkspaceOption,
+    format: Annotated[
+        PlaysFormat | None,
+        typer.Option(help="File format; default: from the suffix (.csv, .parquet), else triplets."),
+    ] = None,
+    user_col: Annotated[str, typer.Option(help="User id column (CSV, Parquet).")] = "user",
+    song_col: Annotated[str, typer.Option(help="Song id column (CSV, Parquet).")] = "song",
+    count_col: Annotated[str, typer.Option(help="Play count column (CSV, Parquet).")] = "count",
+    on_bad_lines: Annotated[
+        OnBadLines, typer.Option(help="error: stop at the first bad line; skip: count and go on.")
+    ] = OnBadLines.error,
+):
+    """Read play counts (Taste Profile triplets, CSV, Parquet) into W/plays/."""
+    start = time.perf_counter()
+    interactions = pipeline.ingest(
+        path,
+        Workspace(workspace),
+        format=(format.value if format else _detect_format(path)),
+        user_col=user_col,
+        song_col=song_col,
+        count_col=count_col,
+        on_bad_lines=on_bad_lines.value,
+    )
+    console.print(interactions.report.summary(), highlight=False)
+    console.print(f"wrote {workspace / 'plays'} in {time.perf_counter() - start:.1f} s")
+
+
+@plays_app.command("synth")
+@friendly
+def plays_synth(
+    out: Annotated[Path, typer.Argument(help="File to write (triplets, .csv or .parquet).")],
+    size: Annotated[str, typer.Option(help=f"Preset: {', '.join(SYNTH_SIZES)}.")] = "small",
+    users: Annotated[int | None, typer.Option(help="Override the preset's users.")] = None,
+    songs: Annotated[int | None, typer.Option(help="Override the preset's songs.")] = None,
+    plays: Annotated[
+        int | None, typer.Option(help="Override the preset's (user, song) pairs.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+):
+    """Generate play counts shaped like the Taste Profile (power laws, heavy-tailed counts)."""
+    start = time.perf_counter()
+    config = synth_config(size, users=users, songs=songs, plays=plays, seed=seed)
+    generated = synth_plays(config)
+    write_plays(generated, out, format=_detect_format(out))
+    m = generated.matrix
+    console.print(
+        f"wrote {out}: {m.shape[0]:,} users x {m.shape[1]:,} songs, {m.nnz:,} triplets, "
+        f"{int(m.sum()):,} plays in {time.perf_counter() - start:.1f} s"
+    )
+
+
+@app.command("split")
+@friendly
+def split(
+    workspace: WorkspaceOption,
+    preset: Annotated[
+        str | None, typer.Option(help=f"The paper's settings: {', '.join(SPLIT_PRESETS)}.")
+    ] = None,
+    cold_fraction: Annotated[float, typer.Option(help="Share of songs held out as cold.")] = 0.2,
+    cold_songs: Annotated[int | None, typer.Option(help="Exact number of cold songs.")] = None,
+    top_songs: Annotated[
+        int | None, typer.Option(help="Keep the N songs with most listeners.")
+    ] = None,
+    users: Annotated[int | None, typer.Option(help="Keep M users at random.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+):
+    """Hold out cold songs (section 5.2); optionally keep a popular subset first."""
+    if preset is not None:
+        if preset not in SPLIT_PRESETS:
+            raise ColdtuneError(
+                f"--preset must be one of {', '.join(SPLIT_PRESETS)}, got {preset!r}"
+            )
+        config = SplitConfig(**{**SPLIT_PRESETS[preset].__dict__, "seed": seed})
+    else:
+        config = SplitConfig(cold_fraction, cold_songs, top_songs, users, seed)
+    result = pipeline.make_split(Workspace(workspace), config)
+    console.print(
+        f"{len(result.users):,} users, {len(result.warm_songs):,} warm songs, "
+        f"{len(result.cold_songs):,} cold songs -> {workspace / 'split.json'}"
+    )
+
+
+@wmf_app.command("fit")
+@friendly
+def wmf_fit(
+    workspace: WorkspaceOption,
+    factors: Annotated[int, typer.Option(help="Latent factors k.")] = WMFConfig.factors,
+    alpha: Annotated[float, typer.Option(help="alpha of eq. (2).")] = WMFConfig.alpha,
+    epsilon: Annotated[float, typer.Option(help="epsilon of eq. (2).")] = WMFConfig.epsilon,
+    regularization: Annotated[
+        float, typer.Option(help="lambda of eq. (3).")
+    ] = WMFConfig.regularization,
+    iterations: Annotated[int, typer.Option(help="ALS sweeps.")] = WMFConfig.iterations,
+    backend: Annotated[str, typer.Option(help="implicit (CPU) or torch (GPU/CPU).")] = "implicit",
+    seed: Annotated[int, typer.Option(help="Seed of the initial factors.")] = 0,
+    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
+):
+    """Fit WMF on the warm songs' plays; write factors and the objective per iteration."""
+    config = WMFConfig(factors, alpha, epsilon, regularization, iterations, backend, seed)
+
+    def show(iteration: int, objective: float | None, seconds: float) -> None:
+        value = f"objective {objective:.7g}" if objective is not None else "objective not tracked"
+        console.print(f"iteration {iteration + 1:>3}/{iterations}: {value}  ({seconds:.2f} s)")
+
+    pipeline.fit_wmf(Workspace(workspace), config, device=device, callback=show)
+    console.print(f"wrote {workspace / 'wmf'}")
+
+
+@app.command("evaluate")
+@friendly
+def evaluate(
+    workspace: WorkspaceOption,
+    k: Annotated[int, typer.Option(help="Cut-off of average precision.")] = 500,
+    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
+):
+    """Score cold songs for every user; print and write the results table."""
+    results = pipeline.evaluate(Workspace(workspace), k=k, device=device)
+    console.print(pipeline.results_markdown(results), highlight=False)
+    console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+
+
+@app.command("demo")
+@friendly
+def demo(
+    workspace: Annotated[Path, typer.Option("--workspace", "-w")] = Path(".cache/demo"),
+    size: Annotated[
+        str, typer.Option(help=f"Synthetic size: {', '.join(SYNTH_SIZES)}.")
+    ] = "medium",
+    backend: Annotated[str, typer.Option(help="WMF backend.")] = "implicit",
+):
+    """The whole pipeline that exists, on generated play counts: the results table."""
+    from coldtune.demo import run_demo
+
+    run_demo(Workspace(workspace), size=size, backend=backend, console=console)
+
+
+def main() -> None:
+    app()

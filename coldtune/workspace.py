@@ -1,0 +1,97 @@
+"""Where each artefact of an experiment lives, and atomic writes.
+
+A workspace is one folder per experiment (see DESIGN.md). Every step reads what the
+step before wrote and writes its own artefacts through `atomic_path`, so a step killed
+half-way leaves the previous artefact (or none) behind, never a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from coldtune.errors import WorkspaceError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+
+    The rename is atomic on POSIX filesystems, so readers see the old file or the new
+    one, never a partial write. On an exception the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write `obj` (dataclasses allowed) as indented JSON, atomically."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike, *, what: str, hint: str) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise WorkspaceError(f"{path}: {what} not found; {hint}")
+    return json.loads(path.read_text())
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and paths appear in summaries; JSON needs plain Python values
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+class Workspace:
+    """The folder of one experiment, and where each artefact lives in it."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    @property
+    def plays_dir(self) -> Path:
+        return self.root / "plays"
+
+    @property
+    def split_path(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def wmf_dir(self) -> Path:
+        return self.root / "wmf"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    def models_dir(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    def require(self, path: Path, *, what: str, hint: str) -> Path:
+        if not path.exists():
+            raise WorkspaceError(f"{path}: {what} not found in workspace {self.root}; {hint}")
+        return path

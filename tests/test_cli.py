@@ -1,0 +1,52 @@
+import json
+
+from typer.testing import CliRunner
+
+from coldtune.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_the_pipeline_from_the_command_line(tmp_path):
+    triplets = tmp_path / "train_triplets.txt"
+    w = tmp_path / "w"
+    result = run("plays", "synth", triplets, "--size", "small", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    assert "1,500 songs" in result.output
+    result = run("plays", "ingest", triplets, "--workspace", w)
+    assert result.exit_code == 0, result.output
+    assert "2,000 users" in result.output
+    result = run("split", "--workspace", w, "--cold-fraction", "0.25")
+    assert result.exit_code == 0, result.output
+    assert json.loads((w / "split.json").read_text())["n_cold_songs"] > 300
+    result = run("wmf", "fit", "--workspace", w, "--factors", "8", "--iterations", "3")
+    assert result.exit_code == 0, result.output
+    assert "iteration   3/3: objective" in result.output
+    history = json.loads((w / "wmf" / "history.json").read_text())
+    assert len(history["objective"]) == 3
+    assert json.loads((w / "wmf" / "config.json").read_text())["factors"] == 8
+    result = run("evaluate", "--workspace", w)
+    assert result.exit_code == 0, result.output
+    assert "| upper bound |" in result.output
+    assert (
+        json.loads((w / "results" / "evaluation.json").read_text())["rows"][0]["model"] == "random"
+    )
+
+
+def test_bad_input_is_one_clear_line(tmp_path):
+    bad = tmp_path / "t.txt"
+    bad.write_text("a\ts\t1\nb\ts\tlots\n")
+    result = run("plays", "ingest", bad, "--workspace", tmp_path / "w")
+    assert result.exit_code == 2
+    assert "t.txt:2: count 'lots' is not a non-negative integer" in result.output
+    assert "Traceback" not in result.output
+    result = run("plays", "ingest", bad, "--workspace", tmp_path / "w", "--on-bad-lines", "skip")
+    assert result.exit_code == 0 and "skipped 1 bad lines" in result.output
+    result = run("wmf", "fit", "--workspace", tmp_path / "w", "--backend", "magic")
+    assert result.exit_code == 2 and "split" in result.output  # the split is missing first
+    result = run("evaluate", "--workspace", tmp_path / "nowhere")
+    assert result.exit_code == 2 and "coldtune plays ingest" in result.output

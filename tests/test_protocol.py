@@ -1,0 +1,147 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from coldtune import pipeline
+from coldtune.cf.wmf import WMFConfig
+from coldtune.data.plays import Interactions, save_interactions
+from coldtune.data.splits import SPLIT_PRESETS, SplitConfig, load_split, save_split, split_songs
+from coldtune.data.synth import synth_config, synth_plays, write_plays
+from coldtune.errors import ParameterError, WorkspaceError
+from coldtune.eval.protocol import evaluate_scores, factor_scores
+from coldtune.workspace import Workspace
+
+
+def interactions_of(generated):
+    return Interactions(generated.matrix, generated.user_ids, generated.song_ids)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return interactions_of(synth_plays(synth_config("tiny")))
+
+
+def test_split_partitions_songs_and_round_trips(tiny, tmp_path):
+    split = split_songs(tiny, SplitConfig(cold_fraction=0.25, seed=1))
+    assert len(np.intersect1d(split.warm_songs, split.cold_songs)) == 0
+    played = np.flatnonzero(np.diff(tiny.matrix.tocsc().indptr) > 0)
+    np.testing.assert_array_equal(np.union1d(split.warm_songs, split.cold_songs), played)
+    assert len(split.cold_songs) == round(0.25 * len(played))
+    train = split.training_plays(tiny.matrix)
+    assert train.shape == (len(split.users), len(split.warm_songs))
+    assert train.sum() + split.cold_plays(tiny.matrix).sum() == tiny.matrix.sum()
+    workspace = Workspace(tmp_path)
+    save_split(split, tiny, workspace)
+    loaded = load_split(workspace, tiny)
+    for name in ("users", "warm_songs", "cold_songs"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(split, name))
+
+
+def test_popular_subset_keeps_the_most_listened_songs(tiny):
+    split = split_songs(tiny, SplitConfig(cold_songs=10, top_songs=50, users=100, seed=0))
+    listeners = np.diff(tiny.matrix.tocsc().indptr)
+    kept = np.union1d(split.warm_songs, split.cold_songs)
+    assert len(kept) == 50 and len(split.cold_songs) == 10 and len(split.users) == 100
+    assert listeners[kept].min() >= np.sort(listeners)[::-1][49]
+    assert SPLIT_PRESETS["paper-subset"].top_songs == 9_330
+    assert SPLIT_PRESETS["paper-subset"].cold_songs == 1_881
+    with pytest.raises(ParameterError, match="cold songs"):
+        split_songs(tiny, SplitConfig(cold_songs=10_000))
+
+
+def test_evaluation_equals_a_loop_over_scikit_learn(rng):
+    n_users, n_cold, k = 40, 30, 3
+    X = rng.standard_normal((n_users, k))
+    Y = rng.standard_normal((n_cold, k))
+    cold = sp.csr_matrix(
+        (rng.random((n_users, n_cold)) < 0.15) * rng.integers(1, 5, (n_users, n_cold))
+    )
+    result = evaluate_scores(factor_scores(X, Y), cold, k=500, block_elements=90)
+    scores = X @ Y.T
+    dense = cold.toarray() > 0
+    users = [u for u in range(n_users) if dense[u].any()]
+    np.testing.assert_array_equal(result.users, users)
+    aps = [average_precision_score(dense[u], scores[u]) for u in users]
+    aucs = [roc_auc_score(dense[u], scores[u]) for u in users if not dense[u].all()]
+    assert result.mean_average_precision == pytest.approx(np.mean(aps), rel=1e-5)
+    assert result.mean_auc == pytest.approx(np.mean(aucs), rel=1e-5)
+
+
+def build_workspace(path, generated, cold_fraction=0.2):
+    workspace = Workspace(path)
+    triplets = write_plays(generated, path / "train_triplets.txt")
+    pipeline.ingest(triplets, workspace)
+    pipeline.make_split(workspace, SplitConfig(cold_fraction=cold_fraction, seed=0))
+    return workspace
+
+
+def test_cold_plays_never_reach_wmf(tmp_path):
+    """Two data sets that differ only in the cold songs' plays give identical factors."""
+    first = build_workspace(tmp_path / "a", synth_plays(synth_config("tiny")))
+    interactions = pipeline.load_interactions(first)
+    split = load_split(first, interactions)
+    rng = np.random.default_rng(0)
+    matrix = interactions.matrix.tolil()
+    for song in split.cold_songs:
+        # other listeners, other counts
+        matrix[:, song] = 0
+        listeners = rng.choice(interactions.n_users, size=15, replace=False)
+        matrix[listeners, song] = rng.integers(1, 100, size=15)[:, None]
+    second = Workspace(tmp_path / "b")
+    save_interactions(
+        Interactions(matrix.tocsr(), interactions.user_ids, interactions.song_ids), second
+    )
+    save_split(split, interactions, second)
+    assert pipeline.load_interactions(second).matrix.sum() != interactions.matrix.sum()
+    config = WMFConfig(factors=8, iterations=3)
+    a = pipeline.fit_wmf(first, config).model
+    b = pipeline.fit_wmf(second, config).model
+    np.testing.assert_array_equal(a.song_factors_, b.song_factors_)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+
+
+def test_split_depends_on_ids_not_on_file_order(tiny):
+    order = np.random.default_rng(5).permutation(tiny.n_songs)
+    shuffled = Interactions(tiny.matrix[:, order], tiny.user_ids, tiny.song_ids[order])
+    config = SplitConfig(cold_fraction=0.3, seed=2)
+    a = tiny.song_ids[split_songs(tiny, config).cold_songs]
+    b = shuffled.song_ids[split_songs(shuffled, config).cold_songs]
+    assert sorted(a) == sorted(b)
+
+
+def test_evaluate_writes_the_table(tmp_path):
+    workspace = build_workspace(tmp_path, synth_plays(synth_config("small")))
+    pipeline.fit_wmf(workspace, WMFConfig(factors=16, iterations=8))
+    results = pipeline.evaluate(workspace)
+    rows = {row["model"]: row for row in results["rows"]}
+    assert set(rows) == {"random", "upper bound"}
+    assert 0.45 < rows["random"]["auc"] < 0.55
+    assert rows["upper bound"]["auc"] > 0.8
+    assert rows["upper bound"]["map"] > 5 * rows["random"]["map"]
+    assert results["n_cold_songs"] == 299 and results["n_users_evaluated"] > 1000
+    table = (tmp_path / "results" / "evaluation.md").read_text()
+    assert "| upper bound |" in table and "mAP@500" in table
+
+
+def test_evaluate_reads_content_predictions(tmp_path):
+    workspace = build_workspace(tmp_path, synth_plays(synth_config("tiny")))
+    pipeline.fit_wmf(workspace, WMFConfig(factors=4, iterations=2))
+    interactions = pipeline.load_interactions(workspace)
+    split = load_split(workspace, interactions)
+    folder = workspace.models_dir("oracle")
+    folder.mkdir(parents=True)
+    model = pipeline.load_wmf(workspace)
+    factors = model.fold_in_songs(split.cold_plays(interactions.matrix))
+    ids = interactions.song_ids[split.cold_songs].astype(str)
+    np.savez(folder / "predictions.npz", song_ids=ids[::-1], factors=factors[::-1])
+    rows = {row["model"]: row for row in pipeline.evaluate(workspace)["rows"]}
+    assert rows["oracle"]["map"] == pytest.approx(rows["upper bound"]["map"])
+    np.savez(folder / "predictions.npz", song_ids=ids[1:], factors=factors[1:])
+    with pytest.raises(WorkspaceError, match="no prediction for 1 cold songs"):
+        pipeline.evaluate(workspace)
+
+
+def test_missing_steps_say_what_to_run(tmp_path):
+    with pytest.raises(WorkspaceError, match="coldtune plays ingest"):
+        pipeline.fit_wmf(Workspace(tmp_path), WMFConfig())
