@@ -29,7 +29,9 @@ def test_hand_computed_example():
 
 
 @pytest.mark.parametrize("ties", [False, True])
-def test_equal_to_scikit_learn(rng, ties):
+@pytest.mark.parametrize("method", ["count", "sign", "sort"])
+def test_equal_to_scikit_learn(rng, ties, method, monkeypatch):
+    monkeypatch.setattr(metrics, "_auc_method", lambda scores, positives: method)
     for _ in range(150):
         n_users, n_songs = rng.integers(1, 6), rng.integers(2, 80)
         if ties:

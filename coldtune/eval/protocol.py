@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from coldtune.errors import ParameterError
-from coldtune.metrics import _ap_at_k, _auc
+from coldtune.metrics import Positives, _ap_at_k, _auc
 
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user rows -> (B, n_cold) scores
 
@@ -63,21 +63,24 @@ def evaluate_scores(
     users : rows to evaluate; default: every user with at least one cold play.
     """
     cold_plays = sp.csr_matrix(cold_plays)
+    cold_plays.eliminate_zeros()
     users = evaluated_users(cold_plays) if users is None else np.asarray(users)
     n_cold = cold_plays.shape[1]
     device = torch.device(device) if device is not None else torch.device("cpu")
     block = max(1, block_elements // max(1, n_cold))
-    ap, auc = [], []
+    # Users with similar numbers of cold plays go in one block: little padding in the
+    # (B, P) matrix of their relevant songs.
+    order = np.argsort(np.diff(cold_plays.indptr)[users], kind="stable")
+    ap = np.full(len(users), np.nan)
+    auc = np.full(len(users), np.nan)
     for lo in range(0, len(users), block):
-        rows = users[lo : lo + block]
+        places = order[lo : lo + block]
+        rows = users[places]
         scores = score(rows).to(device)
-        relevant = torch.from_numpy(cold_plays[rows].toarray() > 0).to(device)
-        ap.append(_ap_at_k(scores, relevant, k).cpu().numpy())
-        auc.append(_auc(scores, relevant).cpu().numpy())
-    empty = np.zeros(0)
-    return Evaluation(
-        users, np.concatenate(ap) if ap else empty, np.concatenate(auc) if auc else empty
-    )
+        positives = Positives.from_csr(cold_plays[rows], device)
+        ap[places] = _ap_at_k(scores, positives, k).cpu().numpy()
+        auc[places] = _auc(scores, positives).cpu().numpy()
+    return Evaluation(users, ap, auc)
 
 
 def factor_scores(
