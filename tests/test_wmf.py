@@ -64,8 +64,8 @@ def test_backends_follow_the_reference_als(rng, backend):
         k, ALPHA, EPS, LAM, iterations, backend, random_state=3, device="cpu"
     ).fit(sp.csr_matrix(plays))
     init = np.random.default_rng(3)
-    X0 = (init.standard_normal((30, k)) * 0.01).astype(np.float32)
-    Y0 = (init.standard_normal((20, k)) * 0.01).astype(np.float32)
+    X0 = init.standard_normal((30, k), dtype=np.float32) * 0.01
+    Y0 = init.standard_normal((20, k), dtype=np.float32) * 0.01
     _, _, objectives = als_dense(
         plays, X0.astype(float), Y0.astype(float), ALPHA, EPS, LAM, iterations
     )
@@ -85,8 +85,8 @@ def test_torch_backend_is_exact_als(rng):
         sp.csr_matrix(plays)
     )
     init = np.random.default_rng(0)
-    X0 = init.standard_normal((30, k)) * 0.01
-    Y0 = init.standard_normal((20, k)) * 0.01
+    X0 = (init.standard_normal((30, k), dtype=np.float32) * 0.01).astype(float)
+    Y0 = (init.standard_normal((20, k), dtype=np.float32) * 0.01).astype(float)
     X, Y, objectives = als_dense(plays, X0, Y0, ALPHA, EPS, LAM, 5)
     np.testing.assert_allclose(model.user_factors_, X, atol=1e-4)
     np.testing.assert_allclose(model.song_factors_, Y, atol=1e-4)
