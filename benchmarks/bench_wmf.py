@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 from common import command, machine, median_seconds
 from threadpoolctl import threadpool_limits
@@ -44,9 +45,12 @@ def main() -> None:
 
         conf = confidence(plays, alpha=2.0, epsilon=1.0)
         with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(
-                factors=k, regularization=1.0, iterations=n, random_state=0
-            )
+            model = AlternatingLeastSquares(factors=k, regularization=1.0, iterations=n)
+            # the same starting point as coldtune's: CG's early exit makes the time per
+            # iteration depend on it
+            rng = np.random.default_rng(0)
+            model.user_factors = rng.standard_normal((plays.shape[0], k), dtype=np.float32) * 0.01
+            model.item_factors = rng.standard_normal((plays.shape[1], k), dtype=np.float32) * 0.01
             model.fit(conf, show_progress=False)
 
     reference, _ = median_seconds(implicit_direct, args.repeats)
