@@ -6,7 +6,6 @@ writes its artefacts atomically, so killing it leaves the previous state intact.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -198,8 +197,3 @@ def results_markdown(results: dict) -> str:
     for row in results["rows"]:
         lines.append(f"| {row['model']} | {row['map']:.5f} | {row['auc']:.5f} |")
     return "\n".join(lines) + "\n"
-
-
-def load_results(workspace: Workspace) -> dict:
-    path = workspace.results_dir / "evaluation.json"
-    return json.loads(path.read_text())

@@ -274,10 +274,12 @@ def _parquet_batches(
 
 
 def _as_dictionary(array: pa.Array) -> pa.Array:
+    """Ids as dictionary<int32, string>, whatever type the Parquet column has."""
     if pa.types.is_dictionary(array.type):
-        array = array.cast(pa.string()) if not pa.types.is_string(array.type.value_type) else array
-        return array
-    if not pa.types.is_string(array.type):
+        if pa.types.is_string(array.type.value_type) and array.type.index_type == pa.int32():
+            return array
+        array = array.cast(pa.string())
+    elif not pa.types.is_string(array.type):
         array = array.cast(pa.string())  # integer ids become their decimal text
     return pc.dictionary_encode(array)
 
