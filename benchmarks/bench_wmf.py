@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 import torch
-from common import command, machine, median_seconds
+from common import command, interleaved_medians, machine
 from threadpoolctl import threadpool_limits
 
 from coldtune import WeightedMatrixFactorization
@@ -37,7 +37,7 @@ def main() -> None:
     )
     print(
         f"matrix: {plays.shape[0]:,} users x {plays.shape[1]:,} songs, {plays.nnz:,} plays;"
-        f" {k} factors, {n} iterations, median of {args.repeats}"
+        f" {k} factors, {n} iterations, median of {args.repeats} interleaved runs"
     )
 
     def implicit_direct():
@@ -53,8 +53,7 @@ def main() -> None:
             model.item_factors = rng.standard_normal((plays.shape[1], k), dtype=np.float32) * 0.01
             model.fit(conf, show_progress=False)
 
-    reference, _ = median_seconds(implicit_direct, args.repeats)
-    print(f"implicit directly:            {reference / n:7.3f} s/iteration")
+    runs = {"implicit directly": implicit_direct}
     for backend in args.backends.split(","):
         for track in (False, True):
 
@@ -63,12 +62,14 @@ def main() -> None:
                     k, iterations=n, backend=backend, track_objective=track
                 ).fit(plays)
 
-            seconds, _ = median_seconds(ours, args.repeats)
-            label = f"{backend}, objective {'tracked' if track else 'off'}"
-            print(
-                f"coldtune {label:<28} {seconds / n:7.3f} s/iteration  "
-                f"({seconds / reference:.2f}x implicit directly)"
-            )
+            runs[f"coldtune {backend}, objective {'tracked' if track else 'off'}"] = ours
+    medians = interleaved_medians(runs, args.repeats)
+    reference = medians["implicit directly"][0]
+    for label, (seconds, _) in medians.items():
+        print(
+            f"{label:<40} {seconds / n:7.3f} s/iteration  "
+            f"({seconds / reference:.2f}x implicit directly)"
+        )
 
 
 if __name__ == "__main__":

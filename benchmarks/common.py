@@ -19,6 +19,23 @@ def median_seconds(run: Callable[[], object], repeats: int) -> tuple[float, list
     return statistics.median(times), times
 
 
+def interleaved_medians(
+    runs: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, tuple[float, list[float]]]:
+    """Median seconds of each run, timed round-robin (a, b, c, a, b, c, ...).
+
+    On a shared machine the load drifts over minutes; interleaving spreads that drift
+    over every contender instead of charging it to whichever ran last.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(t), t) for name, t in times.items()}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:

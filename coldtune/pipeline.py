@@ -6,6 +6,7 @@ writes its artefacts atomically, so killing it leaves the previous state intact.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -99,9 +100,16 @@ TABLE_TITLE = "Cold-start recommendation (section 5.2)"
 
 
 def evaluate(
-    workspace: Workspace, *, k: int = 500, device: str | None = None, seed: int = 0
+    workspace: Workspace,
+    *,
+    k: int = 500,
+    device: str | None = None,
+    seed: int = 0,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
     """`coldtune evaluate`: the results table for every set of cold-song factors.
+
+    on_progress : called with (row name, users done, users to do) as evaluation goes.
 
     Rows: random factors, every content model's predictions found in W/models/, and the
     upper bound (cold songs' factors folded in from their real plays, X fixed).
@@ -132,6 +140,7 @@ def evaluate(
             cold_plays,
             k=k,
             device=device,
+            on_progress=(None if on_progress is None else functools.partial(on_progress, name)),
         )
         n_evaluated = len(result.users)
         rows.append(

@@ -57,7 +57,13 @@ def test_evaluation_equals_a_loop_over_scikit_learn(rng):
     cold = sp.csr_matrix(
         (rng.random((n_users, n_cold)) < 0.15) * rng.integers(1, 5, (n_users, n_cold))
     )
-    result = evaluate_scores(factor_scores(X, Y), cold, k=500, block_elements=90)
+    seen = []
+    result = evaluate_scores(
+        factor_scores(X, Y), cold, k=500, block_elements=90, on_progress=lambda *a: seen.append(a)
+    )
+    # blocks of 90 // 30 = 3 users; progress after each, ending at all of them
+    n = len(result.users)
+    assert seen == [(min(i + 3, n), n) for i in range(0, n, 3)]
     scores = X @ Y.T
     dense = cold.toarray() > 0
     users = [u for u in range(n_users) if dense[u].any()]

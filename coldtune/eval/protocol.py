@@ -56,11 +56,13 @@ def evaluate_scores(
     users: np.ndarray | None = None,
     block_elements: int = 1 << 23,
     device: torch.device | str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """AP@k and AUC of the scores `score(user_rows)` against each user's cold plays.
 
     cold_plays : CSR [shape=(n_users, n_cold)], the held-out plays (count > 0 = relevant).
     users : rows to evaluate; default: every user with at least one cold play.
+    on_progress : called with (users done, users to do) after every block.
     """
     cold_plays = sp.csr_matrix(cold_plays)
     cold_plays.eliminate_zeros()
@@ -80,6 +82,8 @@ def evaluate_scores(
         positives = Positives.from_csr(cold_plays[rows], device)
         ap[places] = _ap_at_k(scores, positives, k).cpu().numpy()
         auc[places] = _auc(scores, positives).cpu().numpy()
+        if on_progress is not None:
+            on_progress(min(lo + block, len(users)), len(users))
     return Evaluation(users, ap, auc)
 
 
