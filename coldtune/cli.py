@@ -28,7 +28,12 @@ plays_app = typer.Typer(
     help="Play counts: ingest files, generate test matrices.", no_args_is_help=True
 )
 wmf_app = typer.Typer(help="Weighted matrix factorization (section 3).", no_args_is_help=True)
+audio_app = typer.Typer(
+    help="Audio clips: decode, log-mel and MFCC features, the feature store.",
+    no_args_is_help=True,
+)
 app.add_typer(plays_app, name="plays")
+app.add_typer(audio_app, name="audio")
 app.add_typer(wmf_app, name="wmf")
 
 console = Console()
@@ -191,9 +196,129 @@ def evaluate(
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
 ):
     """Score cold songs for every user; print and write the results table."""
-    results = pipeline.evaluate(Workspace(workspace), k=k, device=device)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("users  ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def show(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done)
+
+        results = pipeline.evaluate(Workspace(workspace), k=k, device=device, on_progress=show)
     console.print(pipeline.results_markdown(results), highlight=False)
     console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+
+
+class ClipPosition(StrEnum):
+    start = "start"
+    middle = "middle"
+    whole = "whole"
+
+
+@audio_app.command("extract")
+@friendly
+def audio_extract(
+    workspace: WorkspaceOption,
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of clips (walked recursively; song id = file name)."),
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="CSV/TSV with columns song_id,path instead of a folder.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes; default: one per core.")] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="i/n: extract only part i of n (by song id hash).")
+    ] = None,
+    position: Annotated[
+        ClipPosition, typer.Option(help="Which part of each file is the clip.")
+    ] = ClipPosition.middle,
+    seconds: Annotated[float, typer.Option(help="Clip length (start, middle).")] = 30.0,
+    compression: Annotated[
+        str, typer.Option(help="Log-mel compression: db (librosa) or log1p.")
+    ] = "db",
+    clips_per_shard: Annotated[int, typer.Option(help="Clips per committed shard.")] = 64,
+):
+    """Turn a folder of clips into the feature store W/features (resumable).
+
+    Exit status: 0 all clips extracted, 1 some files rejected (see rejects.tsv), 2 error.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from coldtune.audio.decode import ClipConfig
+    from coldtune.audio.features import FeatureConfig
+    from coldtune.audio.store import ExtractConfig, ShardSpec, extract
+
+    if folder is None and manifest is None:
+        raise ColdtuneError("give a folder of clips, or --manifest FILE")
+    config = ExtractConfig(
+        ClipConfig(seconds=seconds, position=position.value),
+        FeatureConfig(compression=compression),
+    )
+    columns = (
+        TextColumn("extracting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} clips/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task("extract", total=None, rate="-")
+
+        def show(done: int, total: int) -> None:
+            speed = progress.tasks[0].speed
+            rate = f"{speed:.1f}" if speed else "-"
+            progress.update(task, completed=done, total=total, rate=rate)
+
+        summary = extract(
+            folder,
+            Workspace(workspace).features_dir,
+            config=config,
+            manifest=manifest,
+            workers=workers,
+            shard=ShardSpec.parse(shard),
+            clips_per_shard=clips_per_shard,
+            on_progress=show,
+        )
+    console.print(
+        f"{summary.clips_found:,} files in part {summary.shard}: {summary.already_done:,} "
+        f"already done, {summary.extracted:,} extracted, {summary.rejected_now:,} rejected "
+        f"now in {summary.seconds:.1f} s ({summary.clips_per_second:.1f} clips/s, "
+        f"{summary.workers} workers); {summary.songs_in_store:,} songs in the store",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if summary.rejected_total:
+        console.print(
+            f"{summary.rejected_total:,} files rejected in all: see {summary.rejects_path}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 @app.command("demo")
@@ -213,3 +338,7 @@ def demo(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

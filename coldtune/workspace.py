@@ -85,6 +85,10 @@ class Workspace:
         return self.root / "wmf"
 
     @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    @property
     def results_dir(self) -> Path:
         return self.root / "results"
 

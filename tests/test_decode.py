@@ -1,0 +1,137 @@
+"""Decoding clips: every format, rate and channel count to 22,050 Hz mono; bad files
+rejected with their reason."""
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import AUDIO_FORMATS, tone, write_clip
+
+from coldtune.audio.decode import ClipConfig, ClipRejected, decode_clip
+from coldtune.errors import ParameterError
+
+
+@pytest.mark.parametrize(
+    "suffix,sr,channels",
+    [
+        ("wav", 44100, 2),
+        ("flac", 48000, 1),
+        ("ogg", 32000, 2),
+        ("mp3", 44100, 2),
+        ("opus", 48000, 1),
+    ],
+)
+def test_every_format_decodes_to_mono_22050(tmp_path, suffix, sr, channels):
+    path = write_clip(tmp_path / f"clip.{suffix}", tone(5.0, sr, 440, channels), sr)
+    clip = decode_clip(path, ClipConfig(seconds=30.0))
+    assert clip.dtype == np.float32 and clip.ndim == 1
+    # the whole 5 s file: lossy codecs may add or trim a few ms of padding
+    assert abs(clip.size / 22050 - 5.0) < 0.06
+    # still a 440 Hz tone (mono mix of 440 and 880 when stereo): the spectrum peaks there
+    spectrum = np.abs(np.fft.rfft(clip[22050:44100]))
+    assert abs(np.argmax(spectrum) - 440) <= 2
+
+
+def test_wav_equals_librosa_load(tmp_path):
+    path = write_clip(tmp_path / "a.wav", tone(6.0, 44100, 440, 2), 44100)
+    ours = decode_clip(path, ClipConfig(position="whole"))
+    theirs, _ = librosa.load(path, sr=22050, mono=True)
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_clip_positions_pick_the_right_seconds(tmp_path):
+    # 10 s: 3 s at 300 Hz, 4 s at 1000 Hz, 3 s at 3000 Hz
+    sr = 22050
+    parts = [tone(3.0, sr, 300), tone(4.0, sr, 1000), tone(3.0, sr, 3000)]
+    path = write_clip(tmp_path / "three.flac", np.concatenate(parts), sr)
+
+    def peak_hz(clip):
+        return np.argmax(np.abs(np.fft.rfft(clip))) * sr / clip.size
+
+    start = decode_clip(path, ClipConfig(seconds=3.0, position="start"))
+    middle = decode_clip(path, ClipConfig(seconds=3.0, position="middle"))
+    whole = decode_clip(path, ClipConfig(position="whole"))
+    assert start.size == middle.size == 3 * sr and whole.size == 10 * sr
+    assert peak_hz(start) == pytest.approx(300, abs=2)
+    assert peak_hz(middle) == pytest.approx(1000, abs=2)
+    np.testing.assert_array_equal(middle, whole[int(3.5 * sr) : int(6.5 * sr)])
+    # a file shorter than the clip gives all of itself
+    assert decode_clip(path, ClipConfig(seconds=30.0)).size == 10 * sr
+
+
+def _write(path, data):
+    if isinstance(data, str):
+        path.write_text(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def _truncate(path, fraction=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+@pytest.mark.parametrize(
+    "make,reason",
+    [
+        (lambda d: d / "missing.wav", "cannot open"),
+        (lambda d: _write(d / "empty.mp3", b""), "empty file"),
+        (lambda d: _write(d / "text.mp3", "not audio\n" * 50), "not a"),
+        (lambda d: _write(d / "notes.txt", "hello"), "not a readable"),
+        (lambda d: _truncate(write_clip(d / "t.wav", tone(8, 44100), 44100)), "truncated"),
+        (lambda d: _truncate(write_clip(d / "t.flac", tone(8, 44100), 44100)), "truncated"),
+        (lambda d: _truncate(write_clip(d / "t.mp3", tone(8, 44100), 44100)), "truncated"),
+        (lambda d: write_clip(d / "s.wav", tone(5, 22050, level=0.0), 22050), "silent"),
+        (lambda d: write_clip(d / "short.ogg", tone(2.0, 44100), 44100), "too short: 2.0"),
+    ],
+    ids=[
+        "missing",
+        "empty",
+        "text-as-mp3",
+        "text",
+        "cut-wav",
+        "cut-flac",
+        "cut-mp3",
+        "silent",
+        "short",
+    ],
+)
+def test_bad_files_are_rejected_with_their_reason(tmp_path, make, reason):
+    with pytest.raises(ClipRejected, match=reason):
+        decode_clip(make(tmp_path))
+
+
+def test_non_finite_samples_are_rejected(tmp_path):
+    audio = tone(4.0, 22050)
+    audio[100] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, audio, 22050, subtype="FLOAT")
+    with pytest.raises(ClipRejected, match="non-finite"):
+        decode_clip(path)
+
+
+def test_min_seconds_is_a_parameter(tmp_path):
+    path = write_clip(tmp_path / "two.wav", tone(2.0, 22050), 22050)
+    assert decode_clip(path, ClipConfig(min_seconds=1.0)).size == 2 * 22050
+
+
+@pytest.mark.parametrize(
+    "config,name",
+    [
+        (ClipConfig(position="end"), "position"),
+        (ClipConfig(seconds=0), "seconds"),
+        (ClipConfig(sample_rate=0), "sample_rate"),
+    ],
+)
+def test_bad_clip_config_is_named(config, name):
+    with pytest.raises(ParameterError, match=name):
+        config.validate()
+
+
+def test_formats_written_by_the_tests_are_what_they_claim(tmp_path):
+    for suffix, (file_format, subtype) in AUDIO_FORMATS.items():
+        info = sf.info(write_clip(tmp_path / f"x.{suffix}", tone(1.0, 48000), 48000))
+        assert (info.format, info.subtype) == (file_format, subtype)

@@ -1,0 +1,228 @@
+"""The feature store: extraction in processes, rejects, resuming after a kill, windows."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tone, write_clip
+
+from coldtune.audio.store import (
+    ExtractConfig,
+    FeatureStore,
+    ShardSpec,
+    extract,
+    extract_clip,
+    find_clips,
+)
+from coldtune.errors import ParameterError, WorkspaceError
+
+# bad files, each with the words its reason must contain
+BAD = {
+    "empty.mp3": "empty file",
+    "notaudio.ogg": "not a readable audio file",
+    "readme.txt": "not a readable audio file",
+    "cut.flac": "truncated",
+    "quiet.wav": "silent",
+    "short.opus": "too short",
+}
+
+
+def make_folder(root: Path, n_good: int = 6) -> dict[str, Path]:
+    """Good clips of mixed formats, rates and channels, in nested folders, plus BAD."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "more").mkdir(exist_ok=True)
+    formats = [("wav", 44100, 2), ("flac", 48000, 1), ("ogg", 32000, 2), ("mp3", 44100, 1)]
+    good = {}
+    for i in range(n_good):
+        suffix, sr, channels = formats[i % len(formats)]
+        folder = root if i % 2 == 0 else root / "more"
+        song_id = f"TRGOOD{i:03d}"
+        seconds = 4.0 + 0.5 * i
+        good[song_id] = write_clip(
+            folder / f"{song_id}.{suffix}", tone(seconds, sr, 220 * (i + 1), channels), sr
+        )
+    (root / "empty.mp3").write_bytes(b"")
+    (root / "notaudio.ogg").write_bytes(os.urandom(3000))
+    (root / "readme.txt").write_text("these are clips\n")
+    cut = write_clip(root / "cut.flac", tone(8.0, 44100), 44100)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    write_clip(root / "quiet.wav", tone(5.0, 22050, level=0.0), 22050)
+    write_clip(root / "short.opus", tone(1.5, 48000), 48000)
+    (root / ".hidden.wav").write_bytes(b"ignored: hidden files are not clips")
+    return good
+
+
+def read_rejects(features_dir: Path) -> dict[str, str]:
+    lines = (features_dir / "rejects.tsv").read_text().splitlines()
+    assert lines[0] == "song_id\tpath\treason"
+    return {Path(path).name: reason for _, path, reason in (line.split("\t") for line in lines[1:])}
+
+
+def test_extract_stores_every_good_clip_and_lists_every_bad_one(tmp_path):
+    good = make_folder(tmp_path / "clips")
+    features = tmp_path / "W" / "features"
+    summary = extract(tmp_path / "clips", features, workers=2, clips_per_shard=3)
+    assert summary.clips_found == len(good) + len(BAD)
+    assert (summary.extracted, summary.rejected_now, summary.songs_in_store) == (6, 6, 6)
+    rejects = read_rejects(features)
+    assert set(rejects) == set(BAD)
+    for name, words in BAD.items():
+        assert words in rejects[name], (name, rejects[name])
+
+    store = FeatureStore(features)
+    assert sorted(store.song_ids) == sorted(good)
+    config = ExtractConfig()
+    for song_id, path in good.items():
+        direct = extract_clip(str(path), config)
+        for kind, width in (("mel", 128), ("mfcc", 39)):
+            stored = store.song(song_id, kind)
+            assert stored.dtype == np.float16 and stored.shape == (direct[kind].shape[0], width)
+            # float16 keeps 11 bits: 0.03 dB at 64 dB, 1/2048 relative
+            np.testing.assert_allclose(stored, direct[kind], rtol=1e-3, atol=2e-3)
+    # frames follow the clip's length: 1 + samples // 512 at 22,050 Hz
+    assert store.n_frames("TRGOOD000") == 1 + (4 * 22050) // 512
+
+
+def test_windows_are_slices_of_memory_maps(tmp_path):
+    make_folder(tmp_path / "clips", n_good=3)
+    features = tmp_path / "features"
+    extract(tmp_path / "clips", features, workers=1)
+    store = FeatureStore(features)
+    whole = store.song("TRGOOD002")
+    window = store.window("TRGOOD002", start=40, frames=130)
+    np.testing.assert_array_equal(window, whole[40:170])
+    # reading opens the shard as a memory map, not into memory
+    assert isinstance(store._memmap(int(store.shard_of[store.row("TRGOOD002")]), "mel"), np.memmap)
+    batch = store.random_windows(
+        ["TRGOOD000", "TRGOOD001", "TRGOOD002"], frames=130, rng=np.random.default_rng(0)
+    )
+    assert batch.shape == (3, 130, 128)
+    with pytest.raises(ParameterError, match="outside"):
+        store.window("TRGOOD000", start=100, frames=1000)
+    with pytest.raises(WorkspaceError, match="not in the feature store"):
+        store.song("readme")
+
+
+def test_a_second_run_redoes_nothing_and_cleans_up_a_killed_run(tmp_path):
+    make_folder(tmp_path / "clips")
+    features = tmp_path / "features"
+    extract(tmp_path / "clips", features, workers=1, clips_per_shard=4)
+    shards = features / "shards"
+    committed = {p.name: p.stat().st_mtime_ns for p in shards.iterdir()}
+    # what a kill leaves: arrays of a shard whose index never got written, a temp file
+    (shards / "part1of1-deadbeef0000.mel.npy").write_bytes(b"half")
+    (shards / ".part1of1-deadbeef0000.parquet.x.part").write_bytes(b"half")
+    summary = extract(tmp_path / "clips", features, workers=1, clips_per_shard=4)
+    assert summary.extracted == summary.rejected_now == 0
+    assert summary.already_done == 12
+    assert {p.name: p.stat().st_mtime_ns for p in shards.iterdir()} == committed
+
+
+def test_new_files_are_added_to_an_existing_store(tmp_path):
+    make_folder(tmp_path / "clips", n_good=2)
+    features = tmp_path / "features"
+    extract(tmp_path / "clips", features, workers=1)
+    write_clip(tmp_path / "clips" / "TRNEW.wav", tone(4.0, 22050, 330), 22050)
+    summary = extract(tmp_path / "clips", features, workers=1)
+    assert (summary.extracted, summary.songs_in_store) == (1, 3)
+
+
+def test_killed_extraction_resumes_without_loss_or_duplicates(tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(24):
+        write_clip(clips / f"TR{i:04d}.wav", tone(3.5, 22050, 200 + 37 * i), 22050)
+    workspace = tmp_path / "W"
+    command = [
+        sys.executable, "-m", "coldtune.cli", "audio", "extract", str(clips),
+        "--workspace", str(workspace), "--workers", "1", "--clips-per-shard", "2",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shards = workspace / "features" / "shards"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(shards.glob("*.parquet"))) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = len(list(shards.glob("*.parquet")))
+    assert 2 <= partial < 12, "the kill came too late to test resuming"
+    # no sleep here: the workers die with their parent (PR_SET_PDEATHSIG), so none of
+    # them can still be writing while the second run cleans up
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = FeatureStore(workspace / "features")
+    assert sorted(store.song_ids) == [f"TR{i:04d}" for i in range(24)]
+    assert "already done" in done.stdout
+    for song_id in store.song_ids:
+        assert store.n_frames(song_id) == 1 + int(3.5 * 22050) // 512
+
+
+def test_parts_split_the_songs_disjointly(tmp_path):
+    make_folder(tmp_path / "clips")
+    features = tmp_path / "features"
+    first = extract(tmp_path / "clips", features, workers=1, shard=ShardSpec.parse("1/2"))
+    second = extract(tmp_path / "clips", features, workers=1, shard=ShardSpec.parse("2/2"))
+    assert first.extracted + second.extracted == 6
+    assert first.clips_found + second.clips_found == 12
+    assert len(FeatureStore(features)) == 6
+    with pytest.raises(ParameterError, match="i/n"):
+        ShardSpec.parse("3/2")
+
+
+def test_manifest_names_songs_and_duplicate_ids_are_rejected(tmp_path):
+    good = make_folder(tmp_path / "clips", n_good=3)
+    manifest = tmp_path / "clips" / "manifest.csv"
+    rows = [f"song_{i},{path.relative_to(manifest.parent)}" for i, path in enumerate(good.values())]
+    rows.append(f"song_0,{good['TRGOOD001'].relative_to(manifest.parent)}")
+    manifest.write_text("song_id,path\n" + "\n".join(rows) + "\n")
+    listing = find_clips(None, manifest=manifest)
+    assert [song_id for song_id, _ in listing.clips] == ["song_0", "song_1", "song_2"]
+    assert listing.rejected[0][0] == "song_0" and "duplicate" in listing.rejected[0][2]
+    summary = extract(None, tmp_path / "features", manifest=manifest, workers=1)
+    assert (summary.extracted, summary.rejected_total) == (3, 1)
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,file\nx,y\n")
+    with pytest.raises(ParameterError, match="needs columns song_id and path"):
+        find_clips(None, manifest=bad)
+
+
+def test_a_store_refuses_other_settings(tmp_path):
+    from coldtune.audio.decode import ClipConfig
+
+    make_folder(tmp_path / "clips", n_good=1)
+    extract(tmp_path / "clips", tmp_path / "features", workers=1)
+    other = ExtractConfig(clip=ClipConfig(seconds=10.0))
+    with pytest.raises(WorkspaceError, match="built with"):
+        extract(tmp_path / "clips", tmp_path / "features", config=other, workers=1)
+
+
+def test_cli_exit_status_says_whether_files_were_rejected(tmp_path):
+    from typer.testing import CliRunner
+
+    from coldtune.cli import app
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    write_clip(clean / "TRA.flac", tone(4.0, 44100), 44100)
+    runner = CliRunner()
+    result = runner.invoke(app, ["audio", "extract", str(clean), "-w", str(tmp_path / "A")])
+    assert result.exit_code == 0, result.output
+    assert "1 extracted" in result.output
+
+    make_folder(tmp_path / "mixed", n_good=1)
+    result = runner.invoke(
+        app, ["audio", "extract", str(tmp_path / "mixed"), "-w", str(tmp_path / "B")]
+    )
+    assert result.exit_code == 1
+    assert "6 files rejected" in result.output and "rejects.tsv" in result.output
+
+    result = runner.invoke(
+        app, ["audio", "extract", str(tmp_path / "nope"), "-w", str(tmp_path / "C")]
+    )
+    assert result.exit_code == 2 and "not a folder" in result.output
