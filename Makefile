@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the project needs at run time (none yet); installed only when missing.
-APT_PACKAGES :=
+# Debian packages the project needs at run time; installed only when missing.
+# fluidsynth renders the demo world's clips.
+APT_PACKAGES := fluidsynth
 
 .PHONY: setup demo test lint bench clean
 

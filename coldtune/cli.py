@@ -32,7 +32,12 @@ audio_app = typer.Typer(
     help="Audio clips: decode, log-mel and MFCC features, the feature store.",
     no_args_is_help=True,
 )
+world_app = typer.Typer(
+    help="The demo world: music21's corpus rendered to audio, simulated listeners.",
+    no_args_is_help=True,
+)
 app.add_typer(plays_app, name="plays")
+app.add_typer(world_app, name="world")
 app.add_typer(audio_app, name="audio")
 app.add_typer(wmf_app, name="wmf")
 
@@ -321,19 +326,86 @@ def audio_extract(
         raise typer.Exit(1)
 
 
+@world_app.command("build")
+@friendly
+def world_build(
+    out: Annotated[Path, typer.Option("--out", help="Folder of the world.", file_okay=False)],
+    size: Annotated[str, typer.Option(help="small, default or paper.")] = "default",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same world.")] = 0,
+    audio_share: Annotated[
+        float | None,
+        typer.Option(help="How much of taste audio reveals, 0-1 (the semantic gap)."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes; default: one per core.")] = None,
+):
+    """Build the demo world: clips, tracks, Last.fm-style tags and Taste Profile triplets."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from coldtune.world.build import build_world, world_config
+
+    config = world_config(size, seed=seed, audio_share=audio_share)
+    columns = (
+        TextColumn("{task.description:<7}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console) as progress:
+        tasks: dict[str, int] = {}
+
+        def show(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        summary = build_world(out, config, workers=workers, on_progress=show)
+    if summary.cached:
+        console.print(f"{out}: already built with these settings", highlight=False)
+    console.print(
+        f"{summary.songs:,} songs by {summary.artists:,} artists, {summary.users:,} users, "
+        f"{summary.triplets:,} triplets ({summary.plays:,} plays); "
+        f"{summary.unusable_pieces:,} corpus pieces unusable (see unusable_pieces.tsv); "
+        f"{summary.seconds:.0f} s -> {out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @app.command("demo")
 @friendly
 def demo(
     workspace: Annotated[Path, typer.Option("--workspace", "-w")] = Path(".cache/demo"),
+    world: Annotated[
+        str, typer.Option(help="Demo world size (small, default, paper), or synthetic.")
+    ] = "default",
     size: Annotated[
-        str, typer.Option(help=f"Synthetic size: {', '.join(SYNTH_SIZES)}.")
+        str, typer.Option(help=f"With --world synthetic: {', '.join(SYNTH_SIZES)}.")
     ] = "medium",
     backend: Annotated[str, typer.Option(help="WMF backend.")] = "implicit",
+    seed: Annotated[int, typer.Option(help="Seed of the world and the split.")] = 0,
+    workers: Annotated[int | None, typer.Option(help="Processes; default: one per core.")] = None,
 ):
-    """The whole pipeline that exists, on generated play counts: the results table."""
+    """The whole pipeline that exists, on the demo world: the results table."""
     from coldtune.demo import run_demo
 
-    run_demo(Workspace(workspace), size=size, backend=backend, console=console)
+    run_demo(
+        Workspace(workspace),
+        world=world,
+        size=size,
+        backend=backend,
+        seed=seed,
+        workers=workers,
+        console=console,
+    )
 
 
 def main() -> None:
