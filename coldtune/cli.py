@@ -10,6 +10,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from coldtune import pipeline
 from coldtune.cf.wmf import WMFConfig
@@ -201,22 +209,7 @@ def evaluate(
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
 ):
     """Score cold songs for every user; print and write the results table."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description:<16}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("users  ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with _progress(TextColumn("{task.description:<16}")) as progress:
         tasks: dict[str, int] = {}
 
         def show(name: str, done: int, total: int) -> None:
@@ -227,6 +220,15 @@ def evaluate(
         results = pipeline.evaluate(Workspace(workspace), k=k, device=device, on_progress=show)
     console.print(pipeline.results_markdown(results), highlight=False)
     console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+
+
+def _progress(label: TextColumn, *, rate: bool = False) -> Progress:
+    """A progress bar on stderr: label, bar, done/total, [items/s,] elapsed, ETA."""
+    columns = [label, BarColumn(), MofNCompleteColumn()]
+    if rate:
+        columns.append(TextColumn("{task.fields[rate]} clips/s"))
+    columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    return Progress(*columns, console=err_console)
 
 
 class ClipPosition(StrEnum):
@@ -263,15 +265,6 @@ def audio_extract(
 
     Exit status: 0 all clips extracted, 1 some files rejected (see rejects.tsv), 2 error.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from coldtune.audio.decode import ClipConfig
     from coldtune.audio.features import FeatureConfig
     from coldtune.audio.store import ExtractConfig, ShardSpec, extract
@@ -282,16 +275,7 @@ def audio_extract(
         ClipConfig(seconds=seconds, position=position.value),
         FeatureConfig(compression=compression),
     )
-    columns = (
-        TextColumn("extracting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} clips/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=False) as progress:
+    with _progress(TextColumn("extracting"), rate=True) as progress:
         task = progress.add_task("extract", total=None, rate="-")
 
         def show(done: int, total: int) -> None:
@@ -339,27 +323,10 @@ def world_build(
     workers: Annotated[int | None, typer.Option(help="Processes; default: one per core.")] = None,
 ):
     """Build the demo world: clips, tracks, Last.fm-style tags and Taste Profile triplets."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from coldtune.world.build import build_world, world_config
 
     config = world_config(size, seed=seed, audio_share=audio_share)
-    columns = (
-        TextColumn("{task.description:<7}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console) as progress:
+    with _progress(TextColumn("{task.description:<7}")) as progress:
         tasks: dict[str, int] = {}
 
         def show(step: str, done: int, total: int) -> None:

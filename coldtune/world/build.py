@@ -52,7 +52,7 @@ from coldtune.world.corpus import (
     parse_piece,
 )
 from coldtune.world.listeners import AUDIO_ATTRIBUTES, ListenerConfig, simulate_listeners
-from coldtune.world.render import Rendering, render_clip
+from coldtune.world.render import BATCH, ClipJob, Rendering, render_clips
 
 # Share of songs from each collection; more than a collection holds goes to the others.
 COLLECTION_SHARES: dict[str, float] = {
@@ -68,7 +68,7 @@ COLLECTION_SHARES: dict[str, float] = {
     "masters": 0.01,
 }
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 """Bumped whenever a change to the builder changes the world a seed gives: a world of
 another version is not taken for this one's."""
 
@@ -243,8 +243,9 @@ def _init_worker() -> None:
     warnings.filterwarnings("ignore")  # music21 warns per odd ABC field; reasons are kept
 
 
-def _render_task(notes, rendering, path, seconds, sample_rate, beat) -> float:
-    return render_clip(notes, rendering, path, seconds=seconds, sample_rate=sample_rate, beat=beat)
+def _render_task(jobs: list[ClipJob], seconds: float, sample_rate: int) -> int:
+    render_clips(jobs, seconds=seconds, sample_rate=sample_rate)
+    return len(jobs)
 
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
@@ -258,8 +259,10 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
-def _run(pool, calls, step: str, on_progress: Progress | None) -> list:
-    """Run (function, args) calls in the pool; results in call order, with progress."""
+def _run(pool, calls, step: str, on_progress: Progress | None, sizes=None) -> list:
+    """Run (function, args) calls in the pool; results in call order. Progress counts
+    `sizes[i]` items (songs) for call i, one each by default."""
+    sizes = sizes or [1] * len(calls)
     futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(calls)}
     results: list = [None] * len(calls)
     pending, done_count = set(futures), 0
@@ -267,9 +270,9 @@ def _run(pool, calls, step: str, on_progress: Progress | None) -> list:
         done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
         for future in done:
             results[futures[future]] = future.result()
-            done_count += 1
+            done_count += sizes[futures[future]]
         if on_progress is not None:
-            on_progress(step, done_count, len(calls))
+            on_progress(step, done_count, sum(sizes))
     return results
 
 
@@ -465,16 +468,17 @@ def build_world(
             track_ids.append(msd_id("TR", f"track/{identity}"))
             song_ids.append(msd_id("SO", f"song/{identity}"))
             plans.append(_rendering(piece, artist))
-        calls = []
+        jobs = []
         for i, piece in enumerate(pieces):
             path = out / _shard_path("clips", track_ids[i], ".ogg")
             if not path.exists():  # written atomically: present means complete
                 rendering, beat = plans[i]
-                calls.append(
-                    (_render_task, (piece.notes, rendering, str(path), config.seconds,
-                                    config.sample_rate, beat))
-                )  # fmt: skip
-        _run(pool, calls, "render", on_progress)
+                jobs.append(ClipJob(piece.notes, rendering, str(path), beat))
+        calls = [
+            (_render_task, (jobs[lo : lo + BATCH], config.seconds, config.sample_rate))
+            for lo in range(0, len(jobs), BATCH)
+        ]
+        _run(pool, calls, "render", on_progress, sizes=[len(args[0]) for _, args in calls])
 
     # ---- the songs' attributes
     bpm = np.array([plan[0].bpm for plan in plans])
