@@ -310,6 +310,30 @@ def audio_extract(
         raise typer.Exit(1)
 
 
+@app.command("train")
+@friendly
+def train(
+    model: Annotated[str, typer.Argument(help="Content model: bow-linear.")],
+    workspace: WorkspaceOption,
+    words: Annotated[int, typer.Option(help="bow-*: k-means codebook size.")] = 4000,
+    kmeans_iterations: Annotated[int, typer.Option(help="bow-*: k-means iterations.")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+):
+    """Train a content model on the warm songs; predict the cold songs' factors."""
+    from coldtune.models import train as train_model
+
+    report = train_model(
+        Workspace(workspace), model, words=words, kmeans_iterations=kmeans_iterations, seed=seed
+    )
+    console.print(
+        f"{model}: trained on {report['warm_songs']:,} warm songs, predicted "
+        f"{report['cold_songs']:,} cold songs in {report['seconds']:.1f} s "
+        f"-> {workspace / 'models' / model}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @world_app.command("build")
 @friendly
 def world_build(
