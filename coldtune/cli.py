@@ -313,22 +313,36 @@ def audio_extract(
 @app.command("train")
 @friendly
 def train(
-    model: Annotated[str, typer.Argument(help="Content model: bow-linear.")],
+    model: Annotated[str, typer.Argument(help="Content model: bow-linear, bow-mlp.")],
     workspace: WorkspaceOption,
     words: Annotated[int, typer.Option(help="bow-*: k-means codebook size.")] = 4000,
     kmeans_iterations: Annotated[int, typer.Option(help="bow-*: k-means iterations.")] = 20,
+    objective: Annotated[str, typer.Option(help="bow-mlp: mse (eq. 4) or wpe (eq. 5).")] = "mse",
+    hidden: Annotated[int, typer.Option(help="bow-mlp: hidden units.")] = 1000,
+    learning_rate: Annotated[float, typer.Option(help="bow-mlp: AdamW learning rate.")] = 1e-3,
+    max_epochs: Annotated[int, typer.Option(help="bow-mlp: most epochs.")] = 200,
+    patience: Annotated[
+        int, typer.Option(help="bow-mlp: epochs without improvement before stopping.")
+    ] = 10,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ):
     """Train a content model on the warm songs; predict the cold songs' factors."""
     from coldtune.models import train as train_model
 
-    report = train_model(
-        Workspace(workspace), model, words=words, kmeans_iterations=kmeans_iterations, seed=seed
-    )
+    options = {"words": words, "kmeans_iterations": kmeans_iterations, "seed": seed}
+    if model == "bow-mlp":
+        options |= {
+            "objective": objective,
+            "hidden": hidden,
+            "learning_rate": learning_rate,
+            "max_epochs": max_epochs,
+            "patience": patience,
+        }
+    report = train_model(Workspace(workspace), model, **options)
     console.print(
         f"{model}: trained on {report['warm_songs']:,} warm songs, predicted "
         f"{report['cold_songs']:,} cold songs in {report['seconds']:.1f} s "
-        f"-> {workspace / 'models' / model}",
+        f"-> {workspace / 'models'}",
         highlight=False,
         soft_wrap=True,
     )

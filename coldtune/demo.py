@@ -94,6 +94,14 @@ def run_demo(
                 f"  {report['pca_components']} PCA components, alpha {report['alpha']:g}",
                 highlight=False,
             )
+        for objective in ("mse", "wpe"):
+            with stage(f"bow-mlp, {objective.upper()} objective (sections 4.1, 4.3)"):
+                report = train(
+                    workspace, "bow-mlp", words=words, kmeans_iterations=10, objective=objective
+                )
+                console.print(
+                    f"  {report['epochs']} epochs, best {report['best_epoch']}", highlight=False
+                )
     with stage("evaluate"):
         results = pipeline.evaluate(workspace)
     write_json(workspace.results_dir / "timings.json", timings)

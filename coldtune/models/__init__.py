@@ -25,6 +25,8 @@ class TrainingData:
     warm_ids: np.ndarray
     warm_factors: np.ndarray  # [shape=(n_warm, k)], WMF song factors
     cold_ids: np.ndarray
+    user_factors: np.ndarray  # WMF's X, for the WPE objective
+    warm_confidence: object  # c_ui of the warm songs kept [shape=(n_users, n_warm)], eq. 2
 
 
 def training_data(workspace: Workspace) -> TrainingData:
@@ -50,21 +52,43 @@ def training_data(workspace: Workspace) -> TrainingData:
         )
     if has_audio.sum() < 2:
         raise WorkspaceError("fewer than 2 warm songs have audio features; nothing to learn from")
-    return TrainingData(warm_ids[has_audio], model.song_factors_[has_audio], cold_ids)
+    from coldtune.cf.wmf import confidence
+
+    plays = split.training_plays(interactions.matrix)[:, np.flatnonzero(has_audio)]
+    conf = confidence(plays, alpha=model.alpha, epsilon=model.epsilon)
+    return TrainingData(
+        warm_ids[has_audio], model.song_factors_[has_audio], cold_ids, model.user_factors_, conf
+    )
 
 
-def _train_bow_linear(workspace: Workspace, **options) -> dict:
+def _fingerprint(data: TrainingData) -> str:
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update("\n".join(map(str, data.warm_ids)).encode())
+    digest.update(np.ascontiguousarray(data.warm_factors).tobytes())
+    return digest.hexdigest()
+
+
+def _bow_features(workspace: Workspace, data: TrainingData, config) -> tuple:
+    """Word frequencies of the warm and cold songs, the codebook learned on warm songs."""
     from coldtune.audio.store import FeatureStore
-    from coldtune.models.bow import BagOfWords, BowConfig, PCARidge
+    from coldtune.models.bow import BagOfWords
 
-    config = BowConfig(**options).validate()
-    data = training_data(workspace)
     store = FeatureStore(workspace.features_dir)
     warm = [store.song(song, "mfcc") for song in data.warm_ids]
     bag = BagOfWords(config).fit(warm)
-    regression = PCARidge(config).fit(bag.transform(warm), data.warm_factors)
     cold = bag.transform([store.song(song, "mfcc") for song in data.cold_ids])
-    predictions = regression.predict(cold)
+    return bag.transform(warm), cold
+
+
+def _train_bow_linear(workspace: Workspace, **options) -> dict:
+    from coldtune.models.bow import BowConfig, PCARidge
+
+    config = BowConfig(**options).validate()
+    data = training_data(workspace)
+    warm, cold = _bow_features(workspace, data, config)
+    regression = PCARidge(config).fit(warm, data.warm_factors)
     report = {
         "warm_songs": len(data.warm_ids),
         "cold_songs": len(data.cold_ids),
@@ -74,6 +98,88 @@ def _train_bow_linear(workspace: Workspace, **options) -> dict:
     }
     return {
         "config": config.to_dict(),
+        "predictions": (data.cold_ids, regression.predict(cold)),
+        "report": report,
+    }
+
+
+def _train_bow_mlp(
+    workspace: Workspace,
+    *,
+    hidden: int = 1000,
+    objective: str = "mse",
+    learning_rate: float = 1e-3,
+    max_epochs: int = 200,
+    patience: int = 10,
+    **options,
+) -> dict:
+    """Section 4.1's MLP: BoW -> PCA (95%) -> 1,000 ReLU units -> the factors, trained
+    with eq. (4) or eq. (5) in the shared loop."""
+    import torch
+
+    from coldtune.models.bow import PCA, BowConfig
+    from coldtune.models.objectives import OBJECTIVES, WPELoss, mse_loss
+    from coldtune.models.training import TrainConfig, train_loop
+
+    if objective not in OBJECTIVES:
+        raise ParameterError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    config = BowConfig(**options).validate()
+    train_config = TrainConfig(
+        learning_rate=learning_rate, max_epochs=max_epochs, patience=patience, seed=config.seed
+    )
+    data = training_data(workspace)
+    warm, cold = _bow_features(workspace, data, config)
+    pca = PCA(config.variance).fit(warm)
+    warm_z, cold_z = pca.transform(warm), pca.transform(cold)
+    scale = warm_z.std(axis=0) + 1e-8  # PCA components differ in scale by orders
+    features = torch.as_tensor((warm_z / scale).astype(np.float32))
+    targets = torch.as_tensor(data.warm_factors.astype(np.float32))
+    torch.manual_seed(config.seed)
+    k = targets.shape[1]
+    net = torch.nn.Sequential(
+        torch.nn.Linear(features.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, k)
+    )
+    if objective == "wpe":
+        wpe = WPELoss(data.user_factors, data.warm_confidence)
+
+        def loss(predicted, rows):
+            return wpe(predicted.cpu(), rows)
+    else:
+
+        def loss(predicted, rows):
+            return mse_loss(predicted.cpu(), targets[rows])
+
+    result = train_loop(
+        net,
+        n_items=len(features),
+        make_batch=lambda rows, _rng: features[rows],
+        objective=loss,
+        config=train_config,
+        checkpoint=workspace.models_dir(f"bow-mlp-{objective}") / "checkpoint.pt",
+        identity={
+            "bow": config.to_dict(),
+            "hidden": hidden,
+            "objective": objective,
+            "data": _fingerprint(data),  # a new split or WMF fit starts afresh
+        },
+        device="cpu",
+    )
+    net.eval()
+    with torch.no_grad():
+        predictions = net(torch.as_tensor((cold_z / scale).astype(np.float32))).numpy()
+    report = {
+        "warm_songs": len(data.warm_ids),
+        "cold_songs": len(data.cold_ids),
+        "pca_components": int(pca.components_.shape[0]),
+        "objective": objective,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "best_validation_loss": result.best_validation_loss,
+        "resumed_from_epoch": result.resumed_from_epoch,
+    }
+    return {
+        "name": f"bow-mlp-{objective}",
+        "config": {"bow": config.to_dict(), "train": train_config.to_dict(), "hidden": hidden},
         "predictions": (data.cold_ids, predictions),
         "report": report,
     }
@@ -81,6 +187,7 @@ def _train_bow_linear(workspace: Workspace, **options) -> dict:
 
 MODELS: dict[str, Callable[..., dict]] = {
     "bow-linear": _train_bow_linear,
+    "bow-mlp": _train_bow_mlp,
 }
 
 
@@ -90,7 +197,8 @@ def train(workspace: Workspace, name: str, **options) -> dict:
         raise ParameterError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
     start = time.perf_counter()
     result = MODELS[name](workspace, **options)
-    folder = workspace.models_dir(name)
+    # a model may name its row by its settings (bow-mlp-wpe); its folder follows
+    folder = workspace.models_dir(result.get("name", name))
     song_ids, factors = result["predictions"]
     with atomic_path(folder / "predictions.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, song_ids=np.asarray(song_ids, dtype=str), factors=factors)

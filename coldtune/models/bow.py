@@ -99,6 +99,24 @@ class BagOfWords:
         return out
 
 
+class PCA:
+    """Principal components keeping `variance` of the variance (SVD of centred data)."""
+
+    def __init__(self, variance: float = 0.95):
+        self.variance = variance
+
+    def fit(self, X: np.ndarray) -> PCA:
+        self.mean_ = X.mean(axis=0)
+        _, singular, components = np.linalg.svd(X - self.mean_, full_matrices=False)
+        explained = np.cumsum(singular**2) / max(float(np.sum(singular**2)), 1e-12)
+        keep = int(np.searchsorted(explained, self.variance) + 1)
+        self.components_ = components[: min(keep, len(components))]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean_) @ self.components_.T
+
+
 class PCARidge:
     """PCA keeping `variance` of the variance, then ridge regression onto the factors,
     its regularisation chosen on a validation split of the training songs."""
@@ -126,14 +144,11 @@ class PCARidge:
         return self
 
     def _fit_pca(self, X: np.ndarray) -> None:
-        self.mean_ = X.mean(axis=0)
-        _, singular, components = np.linalg.svd(X - self.mean_, full_matrices=False)
-        explained = np.cumsum(singular**2) / max(float(np.sum(singular**2)), 1e-12)
-        keep = int(np.searchsorted(explained, self.config.variance) + 1)
-        self.components_ = components[: min(keep, len(components))]
+        self.pca_ = PCA(self.config.variance).fit(X)
+        self.components_ = self.pca_.components_
 
     def _project(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.mean_) @ self.components_.T
+        return self.pca_.transform(X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return _affine(self._project(X), self.weights_).astype(np.float32)

@@ -1,0 +1,196 @@
+"""One training loop for every torch content model (section 4.3).
+
+AdamW or SGD with Nesterov momentum, a validation split of the warm songs, early stopping
+on the validation loss (the best epoch's weights are kept), a checkpoint after every
+epoch with everything needed to resume the very same run (weights, optimiser, random
+generators, history), progress with items/s and loss, fixed seeds. CUDA when present.
+
+A model supplies two functions: `make_batch(rows, rng)` -> the model's input for those
+training items, and `objective(predicted, rows)` -> the loss; the loop does the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from coldtune.errors import ParameterError
+from coldtune.workspace import atomic_path
+
+
+def _adamw(params, config: TrainConfig):
+    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def _sgd_nesterov(params, config: TrainConfig):
+    return torch.optim.SGD(
+        params,
+        lr=config.learning_rate,
+        momentum=config.momentum,
+        nesterov=True,
+        weight_decay=config.weight_decay,
+    )
+
+
+OPTIMIZERS: dict[str, Callable] = {"adamw": _adamw, "sgd-nesterov": _sgd_nesterov}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adamw"  # a name in OPTIMIZERS
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd-nesterov
+    batch_size: int = 64
+    max_epochs: int = 200
+    patience: int = 10  # epochs without a better validation loss before stopping
+    validation_fraction: float = 0.1
+    seed: int = 0
+
+    def validate(self) -> TrainConfig:
+        if self.optimizer not in OPTIMIZERS:
+            raise ParameterError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        for name in ("batch_size", "max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                raise ParameterError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ParameterError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
+            )
+        if not self.learning_rate > 0:
+            raise ParameterError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Progress = Callable[[dict], None]  # {"epoch", "train_loss", "validation_loss", "items_per_s"}
+
+
+@dataclass
+class TrainResult:
+    history: list[dict]
+    best_epoch: int
+    best_validation_loss: float
+    resumed_from_epoch: int
+
+
+def train_loop(
+    model: torch.nn.Module,
+    *,
+    n_items: int,
+    make_batch: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
+    objective: Callable[[torch.Tensor, np.ndarray], torch.Tensor],
+    config: TrainConfig,
+    checkpoint: str | Path | None = None,
+    identity: dict | None = None,
+    device: torch.device | str | None = None,
+    on_epoch: Progress | None = None,
+) -> TrainResult:
+    """Train `model` on items 0..n_items-1; returns with the best epoch's weights loaded.
+
+    checkpoint : file written after every epoch; if it exists and was written for the
+        same `identity` (the model's and data's settings) and config, training resumes
+        from it. identity : anything that must match for a resume to be valid.
+    """
+    config = config.validate()
+    device = torch.device(device) if device is not None else _default_device()
+    model.to(device)
+    split_rng = np.random.default_rng([config.seed, 0])
+    order = split_rng.permutation(n_items)
+    n_val = max(1, int(round(config.validation_fraction * n_items)))
+    if n_items - n_val < 1:
+        raise ParameterError(f"{n_items} training items cannot be split for validation")
+    val_rows, train_rows = np.sort(order[:n_val]), order[n_val:]
+
+    torch.manual_seed(config.seed)
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
+    rng = np.random.default_rng([config.seed, 1])
+    state = {"epoch": 0, "best": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": []}
+    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    stamp = {"config": config.to_dict(), "identity": identity or {}}
+    resumed = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        if saved["stamp"] == stamp:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            rng.bit_generator.state = saved["rng"]
+            torch.set_rng_state(saved["torch_rng"])
+            state = saved["state"]
+            best_weights = saved["best_weights"]
+            resumed = state["epoch"]
+
+    while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
+        start = time.perf_counter()
+        model.train()
+        shuffled = rng.permutation(train_rows)
+        losses = []
+        for lo in range(0, len(shuffled), config.batch_size):
+            rows = shuffled[lo : lo + config.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = objective(model(make_batch(rows, rng).to(device)), rows)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()) * len(rows))
+        train_loss = sum(losses) / len(train_rows)
+        validation_loss = _validate(model, val_rows, make_batch, objective, config, device)
+        state["epoch"] += 1
+        if validation_loss < state["best"]:
+            state["best"], state["best_epoch"], state["bad_epochs"] = (
+                validation_loss,
+                state["epoch"],
+                0,
+            )
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            state["bad_epochs"] += 1
+        record = {
+            "epoch": state["epoch"],
+            "train_loss": train_loss,
+            "validation_loss": validation_loss,
+            "items_per_s": len(train_rows) / (time.perf_counter() - start),
+        }
+        state["history"].append(record)
+        if checkpoint is not None:
+            with atomic_path(checkpoint) as tmp:
+                torch.save(
+                    {
+                        "stamp": stamp,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(),
+                        "state": state,
+                        "best_weights": best_weights,
+                    },
+                    tmp,
+                )
+        if on_epoch is not None:
+            on_epoch(record)
+    model.load_state_dict(best_weights)
+    return TrainResult(state["history"], state["best_epoch"], state["best"], resumed)
+
+
+def _validate(model, rows, make_batch, objective, config, device) -> float:
+    """The validation loss, on the same inputs every epoch (a fixed generator)."""
+    model.eval()
+    rng = np.random.default_rng([config.seed, 2])
+    total = 0.0
+    with torch.no_grad():
+        for lo in range(0, len(rows), config.batch_size):
+            batch = rows[lo : lo + config.batch_size]
+            total += float(objective(model(make_batch(batch, rng).to(device)), batch)) * len(batch)
+    return total / len(rows)
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")

@@ -1,0 +1,90 @@
+"""The training loop: it learns, stops early, and a resumed run is the same run."""
+
+import numpy as np
+import pytest
+import torch
+
+from coldtune.errors import ParameterError
+from coldtune.models.objectives import mse_loss
+from coldtune.models.training import TrainConfig, train_loop
+
+
+def problem(rng, n=200, d=8, k=3):
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    Y = (X @ rng.standard_normal((d, k))).astype(np.float32)
+    features, targets = torch.as_tensor(X), torch.as_tensor(Y)
+    return (
+        lambda rows, _rng: features[rows],
+        lambda predicted, rows: mse_loss(predicted, targets[rows]),
+        n,
+    )
+
+
+def model(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd-nesterov"])
+def test_it_learns(rng, optimizer):
+    make_batch, objective, n = problem(rng)
+    config = TrainConfig(optimizer=optimizer, learning_rate=0.01, max_epochs=60, batch_size=16)
+    result = train_loop(
+        model(), n_items=n, make_batch=make_batch, objective=objective, config=config
+    )
+    first, best = result.history[0]["validation_loss"], result.best_validation_loss
+    assert best < 0.2 * first
+    assert result.history[result.best_epoch - 1]["validation_loss"] == best
+
+
+def test_early_stopping_keeps_the_best_epoch(rng):
+    make_batch, objective, n = problem(rng)
+    # a learning rate far too high: the loss gets worse, training stops after `patience`
+    config = TrainConfig(learning_rate=5.0, max_epochs=100, patience=3)
+    net = model()
+    result = train_loop(net, n_items=n, make_batch=make_batch, objective=objective, config=config)
+    assert len(result.history) == result.best_epoch + 3 < 100
+    val = np.array([r["validation_loss"] for r in result.history])
+    assert result.best_validation_loss == val.min()
+
+
+def test_a_resumed_run_is_the_same_run(rng, tmp_path):
+    make_batch, objective, n = problem(rng)
+    config = TrainConfig(learning_rate=0.01, max_epochs=8, patience=100, batch_size=16)
+    straight = model()
+    train_loop(straight, n_items=n, make_batch=make_batch, objective=objective, config=config)
+
+    checkpoint = tmp_path / "checkpoint.pt"
+
+    def stop_after_3(record):
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    interrupted = model()
+    with pytest.raises(KeyboardInterrupt):
+        train_loop(
+            interrupted, n_items=n, make_batch=make_batch, objective=objective, config=config,
+            checkpoint=checkpoint, on_epoch=stop_after_3,
+        )  # fmt: skip
+    resumed = model(seed=99)  # other initial weights: the checkpoint must replace them
+    result = train_loop(
+        resumed, n_items=n, make_batch=make_batch, objective=objective, config=config,
+        checkpoint=checkpoint,
+    )  # fmt: skip
+    assert result.resumed_from_epoch == 3 and len(result.history) == 8
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    # another configuration does not resume from that checkpoint
+    other = train_loop(
+        model(), n_items=n, make_batch=make_batch, objective=objective,
+        config=TrainConfig(learning_rate=0.02, max_epochs=2), checkpoint=checkpoint,
+    )  # fmt: skip
+    assert other.resumed_from_epoch == 0
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ParameterError, match="optimizer"):
+        TrainConfig(optimizer="adam9").validate()
+    with pytest.raises(ParameterError, match="batch_size"):
+        TrainConfig(batch_size=0).validate()
