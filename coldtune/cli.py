@@ -319,6 +319,10 @@ def train(
     kmeans_iterations: Annotated[int, typer.Option(help="bow-*: k-means iterations.")] = 20,
     objective: Annotated[str, typer.Option(help="bow-mlp: mse (eq. 4) or wpe (eq. 5).")] = "mse",
     hidden: Annotated[int, typer.Option(help="bow-mlp: hidden units.")] = 1000,
+    dropout: Annotated[
+        float | None,
+        typer.Option(help="bow-mlp: dropout of the hidden units (default 0.5 mse, 0 wpe)."),
+    ] = None,
     learning_rate: Annotated[float, typer.Option(help="bow-mlp: AdamW learning rate.")] = 1e-3,
     max_epochs: Annotated[int, typer.Option(help="bow-mlp: most epochs.")] = 200,
     patience: Annotated[
@@ -334,6 +338,7 @@ def train(
         options |= {
             "objective": objective,
             "hidden": hidden,
+            "dropout": dropout,
             "learning_rate": learning_rate,
             "max_epochs": max_epochs,
             "patience": patience,

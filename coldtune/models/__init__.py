@@ -103,10 +103,18 @@ def _train_bow_linear(workspace: Workspace, **options) -> dict:
     }
 
 
+DEFAULT_DROPOUT = {"mse": 0.5, "wpe": 0.0}
+"""With a few thousand warm songs, 1,000 hidden units overfit within a few epochs. On
+the default demo world, dropout 0.5 took bow-mlp's cold-song AUC from 0.583 to 0.609
+with MSE, but from 0.573 down to 0.558 with WPE (and to chance on the small world),
+so each objective has its own default."""
+
+
 def _train_bow_mlp(
     workspace: Workspace,
     *,
     hidden: int = 1000,
+    dropout: float | None = None,
     objective: str = "mse",
     learning_rate: float = 1e-3,
     max_epochs: int = 200,
@@ -121,6 +129,10 @@ def _train_bow_mlp(
     from coldtune.models.objectives import OBJECTIVES, WPELoss, mse_loss
     from coldtune.models.training import TrainConfig, train_loop
 
+    if dropout is None:
+        dropout = DEFAULT_DROPOUT[objective] if objective in DEFAULT_DROPOUT else 0.0
+    if not 0 <= dropout < 1:
+        raise ParameterError(f"dropout must be in [0, 1), got {dropout!r}")
     if objective not in OBJECTIVES:
         raise ParameterError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     config = BowConfig(**options).validate()
@@ -137,7 +149,11 @@ def _train_bow_mlp(
     torch.manual_seed(config.seed)
     k = targets.shape[1]
     net = torch.nn.Sequential(
-        torch.nn.Linear(features.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, k)
+        torch.nn.Dropout(0.4 * dropout),
+        torch.nn.Linear(features.shape[1], hidden),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(dropout),
+        torch.nn.Linear(hidden, k),
     )
     if objective == "wpe":
         wpe = WPELoss(data.user_factors, data.warm_confidence)
@@ -159,6 +175,7 @@ def _train_bow_mlp(
         identity={
             "bow": config.to_dict(),
             "hidden": hidden,
+            "dropout": dropout,
             "objective": objective,
             "data": _fingerprint(data),  # a new split or WMF fit starts afresh
         },
@@ -179,7 +196,12 @@ def _train_bow_mlp(
     }
     return {
         "name": f"bow-mlp-{objective}",
-        "config": {"bow": config.to_dict(), "train": train_config.to_dict(), "hidden": hidden},
+        "config": {
+            "bow": config.to_dict(),
+            "train": train_config.to_dict(),
+            "hidden": hidden,
+            "dropout": dropout,
+        },
         "predictions": (data.cold_ids, predictions),
         "report": report,
     }
