@@ -40,6 +40,8 @@ audio_app = typer.Typer(
     help="Audio clips: decode, log-mel and MFCC features, the feature store.",
     no_args_is_help=True,
 )
+tags_app = typer.Typer(help="Last.fm tags.", no_args_is_help=True)
+app.add_typer(tags_app, name="tags")
 world_app = typer.Typer(
     help="The demo world: music21's corpus rendered to audio, simulated listeners.",
     no_args_is_help=True,
@@ -310,10 +312,26 @@ def audio_extract(
         raise typer.Exit(1)
 
 
+@tags_app.command("ingest")
+@friendly
+def tags_ingest(
+    folder: Annotated[Path, typer.Argument(help="Folder of Last.fm JSON files (any depth).")],
+    workspace: WorkspaceOption,
+    tracks: Annotated[Path, typer.Option(help="The MSD's unique_tracks.txt: track id -> song id.")],
+):
+    """Read Last.fm tags into W/tags/tags.parquet, keyed by song id."""
+    from coldtune.data.tags import ingest_tags
+
+    report = ingest_tags(folder, tracks, Workspace(workspace))
+    console.print(report.summary(), highlight=False, soft_wrap=True)
+
+
 @app.command("train")
 @friendly
 def train(
-    model: Annotated[str, typer.Argument(help="Content model: bow-linear, bow-mlp.")],
+    model: Annotated[
+        str, typer.Argument(help="Content model: bow-linear, bow-mlp, metadata (tags).")
+    ],
     workspace: WorkspaceOption,
     words: Annotated[int, typer.Option(help="bow-*: k-means codebook size.")] = 4000,
     kmeans_iterations: Annotated[int, typer.Option(help="bow-*: k-means iterations.")] = 20,
@@ -334,6 +352,8 @@ def train(
     from coldtune.models import train as train_model
 
     options = {"words": words, "kmeans_iterations": kmeans_iterations, "seed": seed}
+    if model == "metadata":
+        options = {"seed": seed}
     if model == "bow-mlp":
         options |= {
             "objective": objective,

@@ -188,7 +188,7 @@ def test_demo_runs_every_step_on_the_small_world(small_world, tmp_path):
     # the bag-of-words baseline learns something from the audio
     # the content models learn something from the audio, even from the small world's
     # 120 warm songs: above chance (an AUC of 0.5) and above the random row
-    for model in ("bow-linear", "bow-mlp-mse", "bow-mlp-wpe"):
+    for model in ("bow-linear", "bow-mlp-mse", "bow-mlp-wpe", "metadata"):
         assert rows[model]["auc"] > max(0.53, rows["random"]["auc"]), rows[model]
     assert (tmp_path / "W" / "features" / "rejects.tsv").exists()
 

@@ -207,7 +207,59 @@ def _train_bow_mlp(
     }
 
 
+def _train_metadata(workspace: Workspace, *, vocabulary: int = 1000, seed: int = 0, **_) -> dict:
+    """The metadata-based reference of section 1.1: the songs' Last.fm tags (weights /
+    100, the `vocabulary` tags most used on warm songs) -> ridge -> the factors. A song
+    without tags gets the warm songs' mean factors (the ridge's bias)."""
+    import pyarrow.parquet as pq
+
+    from coldtune.models.bow import BowConfig, PCARidge
+
+    path = workspace.root / "tags" / "tags.parquet"
+    if not path.exists():
+        raise WorkspaceError(
+            f"{path}: no tags in this workspace; run `coldtune tags ingest LASTFM_DIR "
+            "--tracks unique_tracks.txt --workspace W` first"
+        )
+    tags = pq.read_table(path).to_pydict()
+    data = training_data(workspace)
+    warm_set = set(data.warm_ids)
+    counts: dict[str, int] = {}
+    for song, tag in zip(tags["song_id"], tags["tag"], strict=True):
+        if song in warm_set:
+            counts[tag] = counts.get(tag, 0) + 1
+    chosen = sorted((t for t in counts if counts[t] >= 2), key=lambda t: (-counts[t], t))
+    column = {tag: j for j, tag in enumerate(chosen[:vocabulary])}
+    if not column:
+        raise WorkspaceError("no tag is used by two warm songs: nothing to learn from")
+
+    def matrix(ids: np.ndarray) -> np.ndarray:
+        row = {song: i for i, song in enumerate(ids)}
+        out = np.zeros((len(ids), len(column)), dtype=np.float64)
+        for song, tag, weight in zip(tags["song_id"], tags["tag"], tags["weight"], strict=True):
+            if song in row and tag in column:
+                out[row[song], column[tag]] = weight / 100.0
+        return out
+
+    warm, cold = matrix(data.warm_ids), matrix(data.cold_ids)
+    config = BowConfig(variance=1.0, seed=seed)  # every component: tags are few already
+    regression = PCARidge(config).fit(warm, data.warm_factors)
+    report = {
+        "warm_songs": len(data.warm_ids),
+        "cold_songs": len(data.cold_ids),
+        "tags": len(column),
+        "cold_songs_with_tags": int((cold.sum(axis=1) > 0).sum()),
+        "alpha": regression.alpha_,
+    }
+    return {
+        "config": {"vocabulary": vocabulary, "alphas": list(config.alphas), "seed": seed},
+        "predictions": (data.cold_ids, regression.predict(cold)),
+        "report": report,
+    }
+
+
 MODELS: dict[str, Callable[..., dict]] = {
+    "metadata": _train_metadata,
     "bow-linear": _train_bow_linear,
     "bow-mlp": _train_bow_mlp,
 }
