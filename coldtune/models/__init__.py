@@ -258,7 +258,7 @@ def _train_metadata(workspace: Workspace, *, vocabulary: int = 1000, seed: int =
     }
 
 
-MODELS: dict[str, Callable[..., dict]] = {
+CONTENT_MODELS: dict[str, Callable[..., dict]] = {
     "metadata": _train_metadata,
     "bow-linear": _train_bow_linear,
     "bow-mlp": _train_bow_mlp,
@@ -267,10 +267,10 @@ MODELS: dict[str, Callable[..., dict]] = {
 
 def train(workspace: Workspace, name: str, **options) -> dict:
     """Train content model `name` and write its predictions for the cold songs."""
-    if name not in MODELS:
-        raise ParameterError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
+    if name not in CONTENT_MODELS:
+        raise ParameterError(f"model must be one of {', '.join(CONTENT_MODELS)}, got {name!r}")
     start = time.perf_counter()
-    result = MODELS[name](workspace, **options)
+    result = CONTENT_MODELS[name](workspace, **options)
     # a model may name its row by its settings (bow-mlp-wpe); its folder follows
     folder = workspace.models_dir(result.get("name", name))
     song_ids, factors = result["predictions"]
