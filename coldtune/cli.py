@@ -341,7 +341,8 @@ def train(
         float | None,
         typer.Option(help="bow-mlp: dropout of the hidden units (default 0.5 mse, 0 wpe)."),
     ] = None,
-    learning_rate: Annotated[float, typer.Option(help="bow-mlp: AdamW learning rate.")] = 1e-3,
+    optimizer: Annotated[str, typer.Option(help="bow-mlp: adamw or sgd-nesterov.")] = "adamw",
+    learning_rate: Annotated[float, typer.Option(help="bow-mlp: learning rate.")] = 1e-3,
     max_epochs: Annotated[int, typer.Option(help="bow-mlp: most epochs.")] = 200,
     patience: Annotated[
         int, typer.Option(help="bow-mlp: epochs without improvement before stopping.")
@@ -359,6 +360,7 @@ def train(
             "objective": objective,
             "hidden": hidden,
             "dropout": dropout,
+            "optimizer": optimizer,
             "learning_rate": learning_rate,
             "max_epochs": max_epochs,
             "patience": patience,

@@ -50,3 +50,12 @@ def test_bad_input_is_one_clear_line(tmp_path):
     assert result.exit_code == 2 and "split" in result.output  # the split is missing first
     result = run("evaluate", "--workspace", tmp_path / "nowhere")
     assert result.exit_code == 2 and "coldtune plays ingest" in result.output
+
+
+def test_train_names_a_bad_model_or_setting_before_any_work(tmp_path):
+    result = runner.invoke(app, ["train", "cnn9", "-w", str(tmp_path)])
+    assert result.exit_code == 2 and "model must be one of" in result.output
+    result = runner.invoke(app, ["train", "bow-mlp", "-w", str(tmp_path), "--optimizer", "adam9"])
+    assert result.exit_code == 2 and "optimizer must be one of" in result.output
+    result = runner.invoke(app, ["train", "bow-linear", "-w", str(tmp_path)])
+    assert result.exit_code == 2 and "coldtune plays ingest" in result.output

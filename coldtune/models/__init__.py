@@ -117,6 +117,7 @@ def _train_bow_mlp(
     dropout: float | None = None,
     objective: str = "mse",
     learning_rate: float = 1e-3,
+    optimizer: str = "adamw",
     max_epochs: int = 200,
     patience: int = 10,
     **options,
@@ -137,8 +138,12 @@ def _train_bow_mlp(
         raise ParameterError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     config = BowConfig(**options).validate()
     train_config = TrainConfig(
-        learning_rate=learning_rate, max_epochs=max_epochs, patience=patience, seed=config.seed
-    )
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=config.seed,
+    ).validate()
     data = training_data(workspace)
     warm, cold = _bow_features(workspace, data, config)
     pca = PCA(config.variance).fit(warm)
