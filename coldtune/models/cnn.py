@@ -1,0 +1,174 @@
+"""Convolutional networks of section 4.2: log-mel windows of 3 s -> song factors.
+
+    "The networks were trained on windows of 3 seconds sampled randomly from the audio
+    clips. [...] To predict the latent factors for an entire clip, we averaged over the
+    predictions for consecutive windows." (section 4.2)
+
+Two architectures, registered by name:
+
+- `paper`: the paper's network, two convolutional layers over time (the 128 mel bands
+  are the input channels) with ReLUs and max-pooling, then two fully connected layers.
+  The paper does not give the layer sizes; these are ours: 256 filters of width 4,
+  pooling 4 then 2, 1,024 hidden units.
+- `global-pooling`: the variant Dieleman described for Spotify in 2014: convolutions of
+  width 4 with 256, 256, 512 and 512 filters, max-pooling 4, 2 and 2 between them, then
+  the mean, the maximum and the L2 norm of each feature over time, concatenated, and
+  two dense layers of 2,048 units, with optional dropout.
+
+Input: frames-major log-mel windows [shape=(batch, frames, n_mels)], as the feature
+store gives them; the network standardises them with the training set's mean and
+spread (buffers set by `set_input_scale`, saved with the weights). `forward` returns
+the predicted factors; the losses live in `objectives.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from coldtune.errors import ParameterError
+
+WINDOW_FRAMES = 130
+"""3 s at 22,050 Hz with hop 512: 1 + 66,150 // 512 = 130 frames, the shortest clip the
+feature store keeps."""
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """A CNN's shape; saved as config.json beside its weights."""
+
+    architecture: str = "paper"  # a name in CNN_ARCHITECTURES
+    n_mels: int = 128
+    window_frames: int = WINDOW_FRAMES
+    factors: int = 50
+    dropout: float = 0.0  # the paper: "did not yield any significant improvements"
+
+    def validate(self) -> CNNConfig:
+        if self.architecture not in CNN_ARCHITECTURES:
+            raise ParameterError(
+                f"architecture must be one of {', '.join(CNN_ARCHITECTURES)}, "
+                f"got {self.architecture!r}"
+            )
+        if self.window_frames < 64:
+            raise ParameterError(
+                f"window_frames must be >= 64 (the layers' pooling needs it), "
+                f"got {self.window_frames!r}"
+            )
+        if not 0 <= self.dropout < 1:
+            raise ParameterError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Standardised(nn.Module):
+    """Holds the input scale as buffers, so that it is saved with the weights."""
+
+    def __init__(self, n_mels: int):
+        super().__init__()
+        self.register_buffer("input_mean", torch.zeros(n_mels))
+        self.register_buffer("input_std", torch.ones(n_mels))
+
+    def set_input_scale(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Per-band mean and spread of the training windows (dB)."""
+        self.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.input_std.copy_(torch.as_tensor(np.maximum(std, 1e-3), dtype=torch.float32))
+
+    def _channels_first(self, windows: torch.Tensor) -> torch.Tensor:
+        # (B, frames, n_mels) -> (B, n_mels, frames): the bands are the channels
+        x = (windows.float() - self.input_mean) / self.input_std
+        return x.transpose(1, 2)
+
+
+class PaperCNN(_Standardised):
+    def __init__(self, config: CNNConfig):
+        super().__init__(config.n_mels)
+        self.features = nn.Sequential(
+            nn.Conv1d(config.n_mels, 256, kernel_size=4),
+            nn.ReLU(),
+            nn.MaxPool1d(4),
+            nn.Conv1d(256, 256, kernel_size=4),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+        )
+        frames = ((config.window_frames - 3) // 4 - 3) // 2
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(config.dropout),
+            nn.Linear(256 * frames, 1024),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(1024, config.factors),
+        )
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [shape=(B, frames, n_mels)] -> factors [shape=(B, factors)]"""
+        return self.head(self.features(self._channels_first(windows)))
+
+
+class GlobalPoolingCNN(_Standardised):
+    def __init__(self, config: CNNConfig):
+        super().__init__(config.n_mels)
+        self.features = nn.Sequential(
+            nn.Conv1d(config.n_mels, 256, kernel_size=4),
+            nn.ReLU(),
+            nn.MaxPool1d(4),
+            nn.Conv1d(256, 256, kernel_size=4),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(256, 512, kernel_size=4),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(512, 512, kernel_size=4),
+            nn.ReLU(),
+        )
+        self.head = nn.Sequential(
+            nn.Dropout(config.dropout),
+            nn.Linear(3 * 512, 2048),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(2048, 2048),
+            nn.ReLU(),
+            nn.Linear(2048, config.factors),
+        )
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [shape=(B, frames, n_mels)] -> factors [shape=(B, factors)]"""
+        h = self.features(self._channels_first(windows))  # (B, 512, T')
+        pooled = torch.cat([h.mean(dim=2), h.amax(dim=2), h.square().mean(dim=2).sqrt()], dim=1)
+        return self.head(pooled)
+
+
+CNN_ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "paper": PaperCNN,
+    "global-pooling": GlobalPoolingCNN,
+}
+
+
+def build_cnn(config: CNNConfig) -> nn.Module:
+    return CNN_ARCHITECTURES[config.validate().architecture](config)
+
+
+def predict_clip(
+    model: nn.Module, frames: np.ndarray, *, window_frames: int = WINDOW_FRAMES, batch: int = 64
+) -> np.ndarray:
+    """Factors of a whole clip: the mean of the predictions for its consecutive windows
+    (section 4.2). frames [shape=(n_frames, n_mels)]; a clip shorter than one window
+    is an error, the tail shorter than a window is left out."""
+    n = len(frames) // window_frames
+    if n == 0:
+        raise ParameterError(f"a clip of {len(frames)} frames is shorter than one window")
+    windows = np.asarray(frames[: n * window_frames], dtype=np.float32).reshape(
+        n, window_frames, -1
+    )
+    device = next(model.parameters()).device
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for lo in range(0, n, batch):
+            outputs.append(model(torch.as_tensor(windows[lo : lo + batch], device=device)).cpu())
+    return torch.cat(outputs).mean(dim=0).numpy()
