@@ -330,12 +330,16 @@ def tags_ingest(
 @friendly
 def train(
     model: Annotated[
-        str, typer.Argument(help="Content model: bow-linear, bow-mlp, metadata (tags).")
+        str, typer.Argument(help="Content model: bow-linear, bow-mlp, cnn, metadata (tags).")
     ],
     workspace: WorkspaceOption,
+    architecture: Annotated[str, typer.Option(help="cnn: paper or global-pooling.")] = "paper",
+    batch_size: Annotated[int, typer.Option(help="cnn: windows per batch.")] = 64,
     words: Annotated[int, typer.Option(help="bow-*: k-means codebook size.")] = 4000,
     kmeans_iterations: Annotated[int, typer.Option(help="bow-*: k-means iterations.")] = 20,
-    objective: Annotated[str, typer.Option(help="bow-mlp: mse (eq. 4) or wpe (eq. 5).")] = "mse",
+    objective: Annotated[
+        str, typer.Option(help="bow-mlp, cnn: mse (eq. 4) or wpe (eq. 5).")
+    ] = "mse",
     hidden: Annotated[int, typer.Option(help="bow-mlp: hidden units.")] = 1000,
     dropout: Annotated[
         float | None,
@@ -343,7 +347,9 @@ def train(
     ] = None,
     optimizer: Annotated[str, typer.Option(help="bow-mlp: adamw or sgd-nesterov.")] = "adamw",
     learning_rate: Annotated[float, typer.Option(help="bow-mlp: learning rate.")] = 1e-3,
-    max_epochs: Annotated[int, typer.Option(help="bow-mlp: most epochs.")] = 200,
+    max_epochs: Annotated[
+        int | None, typer.Option(help="bow-mlp, cnn: most epochs (200, 30).")
+    ] = None,
     patience: Annotated[
         int, typer.Option(help="bow-mlp: epochs without improvement before stopping.")
     ] = 10,
@@ -355,6 +361,17 @@ def train(
     options = {"words": words, "kmeans_iterations": kmeans_iterations, "seed": seed}
     if model == "metadata":
         options = {"seed": seed}
+    if model == "cnn":
+        options = {
+            "architecture": architecture,
+            "objective": objective,
+            "optimizer": optimizer,
+            "learning_rate": learning_rate,
+            "batch_size": batch_size,
+            "patience": patience,
+            "dropout": dropout or 0.0,
+            "seed": seed,
+        } | ({"max_epochs": max_epochs} if max_epochs else {})
     if model == "bow-mlp":
         options |= {
             "objective": objective,
@@ -362,9 +379,8 @@ def train(
             "dropout": dropout,
             "optimizer": optimizer,
             "learning_rate": learning_rate,
-            "max_epochs": max_epochs,
             "patience": patience,
-        }
+        } | ({"max_epochs": max_epochs} if max_epochs else {})
     report = train_model(Workspace(workspace), model, **options)
     console.print(
         f"{model}: trained on {report['warm_songs']:,} warm songs, predicted "

@@ -263,7 +263,105 @@ def _train_metadata(workspace: Workspace, *, vocabulary: int = 1000, seed: int =
     }
 
 
+def _train_cnn(
+    workspace: Workspace,
+    *,
+    architecture: str = "paper",
+    objective: str = "mse",
+    learning_rate: float = 1e-3,
+    optimizer: str = "adamw",
+    batch_size: int = 64,
+    max_epochs: int = 30,
+    patience: int = 5,
+    dropout: float = 0.0,
+    seed: int = 0,
+    **_,
+) -> dict:
+    """Section 4.2: a CNN on random 3 s log-mel windows of the warm songs, trained with
+    eq. (4) or eq. (5) in the shared loop; a cold song's factors are the mean over its
+    consecutive windows."""
+    import torch
+
+    from coldtune.audio.store import FeatureStore
+    from coldtune.models.cnn import WINDOW_FRAMES, CNNConfig, build_cnn, predict_clip
+    from coldtune.models.objectives import OBJECTIVES, WPELoss, mse_loss
+    from coldtune.models.training import TrainConfig, train_loop
+
+    if objective not in OBJECTIVES:
+        raise ParameterError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    train_config = TrainConfig(
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=seed,
+    ).validate()
+    data = training_data(workspace)
+    store = FeatureStore(workspace.features_dir)
+    config = CNNConfig(
+        architecture=architecture,
+        n_mels=store.width("mel"),
+        factors=data.warm_factors.shape[1],
+        dropout=dropout,
+    ).validate()
+    torch.manual_seed(seed)
+    model = build_cnn(config)
+    # per-band scale of the input, from one random window of each warm song
+    sample = store.random_windows(
+        data.warm_ids, frames=WINDOW_FRAMES, rng=np.random.default_rng([seed, 3])
+    ).astype(np.float32)
+    model.set_input_scale(sample.mean(axis=(0, 1)), sample.std(axis=(0, 1)))
+    targets = torch.as_tensor(data.warm_factors.astype(np.float32))
+    if objective == "wpe":
+        wpe = WPELoss(data.user_factors, data.warm_confidence)
+
+        def loss(predicted, rows):
+            return wpe(predicted.float().cpu(), rows)
+    else:
+
+        def loss(predicted, rows):
+            return mse_loss(predicted.float().cpu(), targets[rows])
+
+    def make_batch(rows: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        windows = store.random_windows(data.warm_ids[rows], frames=WINDOW_FRAMES, rng=rng)
+        return torch.from_numpy(windows.astype(np.float32))
+
+    name = f"cnn-{architecture}-{objective}"
+    result = train_loop(
+        model,
+        n_items=len(data.warm_ids),
+        make_batch=make_batch,
+        objective=loss,
+        config=train_config,
+        checkpoint=workspace.models_dir(name) / "checkpoint.pt",
+        identity={"cnn": config.to_dict(), "objective": objective, "data": _fingerprint(data)},
+    )
+    predictions = np.stack(
+        [predict_clip(model, store.song(song, "mel")) for song in data.cold_ids]
+    ).astype(np.float32)
+    with atomic_path(workspace.models_dir(name) / "weights.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
+    report = {
+        "warm_songs": len(data.warm_ids),
+        "cold_songs": len(data.cold_ids),
+        "objective": objective,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "best_validation_loss": result.best_validation_loss,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "windows_per_s": round(float(np.median([r["items_per_s"] for r in result.history])), 1),
+    }
+    return {
+        "name": name,
+        "config": {"cnn": config.to_dict(), "train": train_config.to_dict()},
+        "predictions": (data.cold_ids, predictions),
+        "report": report,
+    }
+
+
 CONTENT_MODELS: dict[str, Callable[..., dict]] = {
+    "cnn": _train_cnn,
     "metadata": _train_metadata,
     "bow-linear": _train_bow_linear,
     "bow-mlp": _train_bow_mlp,
