@@ -115,6 +115,14 @@ def run_demo(
                 console.print(
                     f"  {report['epochs']} epochs, best {report['best_epoch']}", highlight=False
                 )
+        with stage("cnn (the paper's architecture), MSE objective, 3 s windows (section 4.2)"):
+            report = train(workspace, "cnn", architecture="paper", objective="mse",
+                           max_epochs=40, patience=6)  # fmt: skip
+            console.print(
+                f"  {report['epochs']} epochs, best {report['best_epoch']}, "
+                f"{report['windows_per_s']:.0f} windows/s",
+                highlight=False,
+            )
     with stage("evaluate"):
         results = pipeline.evaluate(workspace)
     write_json(workspace.results_dir / "timings.json", timings)

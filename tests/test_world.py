@@ -191,12 +191,11 @@ def test_demo_runs_every_step_on_the_small_world(small_world, tmp_path):
     for model in ("bow-linear", "bow-mlp-mse", "bow-mlp-wpe", "metadata"):
         assert rows[model]["auc"] > max(0.53, rows["random"]["auc"]), rows[model]
 
-    # the CNN trains on random 3 s windows and predicts every cold song; a few epochs on
-    # 120 songs do not beat random yet (see docs/models.md), so only the run is checked
-    from coldtune.models import train
-
-    report = train(Workspace(tmp_path / "W"), "cnn", max_epochs=2, batch_size=32)
-    assert report["epochs"] == 2 and report["windows_per_s"] > 0
+    # the CNN trains on random 3 s windows and predicts every cold song; on 120 songs it
+    # does not beat random yet (see docs/models.md), so only the run is checked
+    report = json.loads((tmp_path / "W" / "models" / "cnn-paper-mse" / "report.json").read_text())
+    assert report["epochs"] >= 1 and report["windows_per_s"] > 0
+    assert "cnn-paper-mse" in rows
     with np.load(tmp_path / "W" / "models" / "cnn-paper-mse" / "predictions.npz") as saved:
         assert saved["factors"].shape == (report["cold_songs"], 50)
         assert np.isfinite(saved["factors"]).all()
