@@ -84,17 +84,21 @@ class _Standardised(nn.Module):
         return x.transpose(1, 2)
 
 
+def _convolutions(channels: list[int], pools: list[int | None]) -> nn.Sequential:
+    """Convolutions over time of width 4, each followed by a ReLU and, where `pools`
+    gives a size, max-pooling: channels[i] -> channels[i + 1] for each layer."""
+    layers: list[nn.Module] = []
+    for n_in, n_out, pool in zip(channels[:-1], channels[1:], pools, strict=True):
+        layers += [nn.Conv1d(n_in, n_out, kernel_size=4), nn.ReLU()]
+        if pool is not None:
+            layers.append(nn.MaxPool1d(pool))
+    return nn.Sequential(*layers)
+
+
 class PaperCNN(_Standardised):
     def __init__(self, config: CNNConfig):
         super().__init__(config.n_mels)
-        self.features = nn.Sequential(
-            nn.Conv1d(config.n_mels, 256, kernel_size=4),
-            nn.ReLU(),
-            nn.MaxPool1d(4),
-            nn.Conv1d(256, 256, kernel_size=4),
-            nn.ReLU(),
-            nn.MaxPool1d(2),
-        )
+        self.features = _convolutions([config.n_mels, 256, 256], [4, 2])
         frames = ((config.window_frames - 3) // 4 - 3) // 2
         self.head = nn.Sequential(
             nn.Flatten(),
@@ -113,19 +117,7 @@ class PaperCNN(_Standardised):
 class GlobalPoolingCNN(_Standardised):
     def __init__(self, config: CNNConfig):
         super().__init__(config.n_mels)
-        self.features = nn.Sequential(
-            nn.Conv1d(config.n_mels, 256, kernel_size=4),
-            nn.ReLU(),
-            nn.MaxPool1d(4),
-            nn.Conv1d(256, 256, kernel_size=4),
-            nn.ReLU(),
-            nn.MaxPool1d(2),
-            nn.Conv1d(256, 512, kernel_size=4),
-            nn.ReLU(),
-            nn.MaxPool1d(2),
-            nn.Conv1d(512, 512, kernel_size=4),
-            nn.ReLU(),
-        )
+        self.features = _convolutions([config.n_mels, 256, 256, 512, 512], [4, 2, 2, None])
         self.head = nn.Sequential(
             nn.Dropout(config.dropout),
             nn.Linear(3 * 512, 2048),
