@@ -312,6 +312,39 @@ def audio_extract(
         raise typer.Exit(1)
 
 
+@audio_app.command("merge")
+@friendly
+def audio_merge(
+    workspace: WorkspaceOption,
+    sources: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Workspaces (or features folders) whose stores to bring into W."),
+    ] = None,
+    allow_missing_parts: Annotated[
+        bool, typer.Option(help="Merge even when some part i/n has not been extracted.")
+    ] = False,
+):
+    """Merge feature stores extracted in parts (--shard i/n) into W/features.
+
+    With no SOURCES, the parts all wrote into W (shared storage): check that every part
+    finished and write the store-wide rejects.tsv and summary.json.
+    """
+    from coldtune.audio.merge import merge_stores
+
+    summary = merge_stores(
+        Workspace(workspace).features_dir, sources or [], allow_missing_parts=allow_missing_parts
+    )
+    how = "linked" if summary.linked else "copied"
+    console.print(
+        f"{summary.shards_imported:,} shards ({summary.songs_imported:,} songs) {how} from "
+        f"{len(summary.sources)} stores, {summary.shards_already_there:,} already there; "
+        f"parts {', '.join(summary.parts)}; {summary.songs_in_store:,} songs in the store, "
+        f"{summary.rejected_total:,} files rejected (see {summary.rejects_path})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @tags_app.command("ingest")
 @friendly
 def tags_ingest(
