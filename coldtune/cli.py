@@ -209,8 +209,25 @@ def evaluate(
     workspace: WorkspaceOption,
     k: Annotated[int, typer.Option(help="Cut-off of average precision.")] = 500,
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
+    users: Annotated[
+        str | None,
+        typer.Option(help="i/n: evaluate only range i of n of the users (one machine of n)."),
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Merge the parts evaluated with --users i/n.")
+    ] = False,
 ):
     """Score cold songs for every user; print and write the results table."""
+    from coldtune.eval.parts import UserPart
+
+    if merge:
+        if users is not None:
+            raise ColdtuneError("give --users i/n to evaluate a part, or --merge, not both")
+        results = pipeline.merge_evaluation(Workspace(workspace))
+        console.print(pipeline.results_markdown(results), highlight=False)
+        console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+        return
+    part = UserPart.parse(users)
     with _progress(TextColumn("{task.description:<16}")) as progress:
         tasks: dict[str, int] = {}
 
@@ -219,9 +236,19 @@ def evaluate(
                 tasks[name] = progress.add_task(name, total=total)
             progress.update(tasks[name], completed=done)
 
-        results = pipeline.evaluate(Workspace(workspace), k=k, device=device, on_progress=show)
+        results = pipeline.evaluate(
+            Workspace(workspace), k=k, device=device, users=part, on_progress=show
+        )
     console.print(pipeline.results_markdown(results), highlight=False)
-    console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+    if part is None:
+        console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+    else:
+        console.print(
+            f"wrote {workspace / 'results' / 'parts' / f'evaluation-{part.name}.json'}; "
+            "once every part is there, run `coldtune evaluate --merge`",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _progress(label: TextColumn, *, rate: bool = False) -> Progress:
