@@ -442,6 +442,9 @@ def train(
             "patience": patience,
         } | ({"max_epochs": max_epochs} if max_epochs else {})
     report = train_model(Workspace(workspace), model, **options)
+    if "rank" in report:  # a process of torchrun's other than rank 0
+        console.print(f"{model}: process {report['rank']} done; rank 0 writes the model")
+        return
     console.print(
         f"{model}: trained on {report['warm_songs']:,} warm songs, predicted "
         f"{report['cold_songs']:,} cold songs in {report['seconds']:.1f} s "

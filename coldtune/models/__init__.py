@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coldtune.errors import ParameterError, WorkspaceError
+from coldtune.models.distributed import current, finish, is_main_process
 from coldtune.workspace import Workspace, atomic_path, write_json
 
 
@@ -337,6 +338,8 @@ def _train_cnn(
         checkpoint=workspace.models_dir(name) / "checkpoint.pt",
         identity={"cnn": config.to_dict(), "objective": objective, "data": _fingerprint(data)},
     )
+    if not is_main_process():  # under torchrun, rank 0 predicts and writes; `train` skips
+        return {"name": name, "predictions": None, "config": {}, "report": {}}
     predictions = np.stack(
         [predict_clip(model, store.song(song, "mel")) for song in data.cold_ids]
     ).astype(np.float32)
@@ -374,6 +377,10 @@ def train(workspace: Workspace, name: str, **options) -> dict:
         raise ParameterError(f"model must be one of {', '.join(CONTENT_MODELS)}, got {name!r}")
     start = time.perf_counter()
     result = CONTENT_MODELS[name](workspace, **options)
+    if not is_main_process():  # under torchrun only rank 0 writes the model's artefacts
+        rank = current().rank
+        finish()
+        return {"rank": rank}
     # a model may name its row by its settings (bow-mlp-wpe); its folder follows
     folder = workspace.models_dir(result.get("name", name))
     song_ids, factors = result["predictions"]
@@ -382,4 +389,5 @@ def train(workspace: Workspace, name: str, **options) -> dict:
     write_json(folder / "config.json", result["config"])
     report = {**result["report"], "seconds": round(time.perf_counter() - start, 2)}
     write_json(folder / "report.json", report)
+    finish()
     return report
