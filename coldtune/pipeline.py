@@ -167,6 +167,7 @@ def evaluate(
         "n_cold_songs": len(split.cold_songs),
         "factors": model.factors,
         "rows": rows,
+        "models": None,
         "fingerprint": _evaluation_fingerprint(workspace, k=k, seed=seed),
     }
     folder = workspace.results_dir
@@ -180,12 +181,20 @@ def evaluate(
     return results
 
 
-def _evaluation_fingerprint(workspace: Workspace, *, k: int, seed: int) -> str:
-    """What the table depends on: split, WMF factors and settings, every prediction."""
+def _evaluation_fingerprint(
+    workspace: Workspace, *, k: int, seed: int, models: list[str] | None = None
+) -> str:
+    """What the table depends on: split, WMF factors and settings, the predictions of
+    the content models scored (`models`, default: every one in W/models/)."""
     root = workspace.root
     inputs = [workspace.split_path, workspace.wmf_dir / "factors.npz"]
-    inputs += [workspace.wmf_dir / "config.json", *sorted(root.glob("models/*/predictions.npz"))]
-    return fingerprint(root, inputs, k=k, seed=seed)
+    inputs.append(workspace.wmf_dir / "config.json")
+    inputs += [
+        path
+        for path in sorted(root.glob("models/*/predictions.npz"))
+        if models is None or path.parent.name in models
+    ]
+    return fingerprint(root, inputs, k=k, seed=seed, models=models)
 
 
 def merge_evaluation(workspace: Workspace) -> dict:
@@ -202,26 +211,29 @@ def merge_evaluation(workspace: Workspace) -> dict:
     paths = sorted(folder.glob("evaluation-part*of*.json")) if folder.is_dir() else []
     if not paths:
         raise WorkspaceError(f"{folder}: no partial evaluations; {hint}")
-    current: dict[tuple[int, int], str] = {}
+    current: dict[tuple, str] = {}
     parts, stale = [], []
     for path in paths:
         part = read_json(path, what="partial evaluation", hint=hint)
-        key = (part["k"], part["seed"])
+        models = part.get("models")
+        key = (part["k"], part["seed"], None if models is None else tuple(models))
         if key not in current:
-            current[key] = _evaluation_fingerprint(workspace, k=key[0], seed=key[1])
+            current[key] = _evaluation_fingerprint(
+                workspace, k=part["k"], seed=part["seed"], models=models
+            )
         (parts if part["fingerprint"] == current[key] else stale).append((path, part))
     if not parts:
         raise WorkspaceError(
             f"{folder}: the {len(stale)} partial evaluations were computed from other "
             f"factors, split or predictions than {workspace.root} holds now; {hint}"
         )
-    counts = {(p["k"], p["seed"], UserPart.parse(p["part"]).count) for _, p in parts}
-    if len(counts) > 1:
+    runs = {p["fingerprint"] + p["part"].split("/")[1] for _, p in parts}
+    if len(runs) > 1:
         raise WorkspaceError(
-            f"{folder}: partial evaluations of different runs ({len(counts)} settings of "
-            "k, seed and n in --users i/n); delete the files of the old run and merge again"
+            f"{folder}: partial evaluations of {len(runs)} different runs (other k, seed, "
+            "models or n of --users i/n); delete the files of the old run and merge again"
         )
-    n = counts.pop()[2]
+    n = UserPart.parse(parts[0][1]["part"]).count
     found = {UserPart.parse(p["part"]).index: p for _, p in parts}
     missing = [f"{i}/{n}" for i in range(1, n + 1) if i not in found]
     if missing:

@@ -84,6 +84,10 @@ def test_merge_refuses_missing_and_stale_parts(workspace, tmp_path):
         pipeline.merge_evaluation(workspace)
     pipeline.evaluate(workspace, users=UserPart(2, 2))
     pipeline.merge_evaluation(workspace)
+    pipeline.evaluate(workspace, users=UserPart(1, 3))  # a run with another n begins
+    with pytest.raises(WorkspaceError, match="2 different runs"):
+        pipeline.merge_evaluation(workspace)
+    (folder / "evaluation-part1of3.json").unlink()
     # new predictions: the parts no longer describe what the workspace holds
     predictions = workspace.models_dir("noisy") / "predictions.npz"
     saved = dict(np.load(predictions))
