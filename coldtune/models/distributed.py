@@ -23,6 +23,7 @@ How `train_loop` uses it, so that n processes train the one model one process wo
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -48,9 +49,13 @@ class Distributed:
         return self.rank == 0
 
     def device(self, device: torch.device | str | None) -> torch.device:
-        """The device asked for; by default this process's GPU (LOCAL_RANK), else the CPU."""
+        """The device asked for; by default this process's GPU (LOCAL_RANK), else the CPU.
+        Under DDP a bare "cuda" means this process's GPU too, not every process on GPU 0."""
         if device is not None:
-            return torch.device(device)
+            device = torch.device(device)
+            if self.enabled and device.type == "cuda" and device.index is None:
+                return torch.device("cuda", self.local_rank)
+            return device
         if torch.cuda.is_available():
             return torch.device("cuda", self.local_rank) if self.enabled else torch.device("cuda")
         return torch.device("cpu")
@@ -66,21 +71,33 @@ class Distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+        return DistributedDataParallel(model, device_ids=ids, process_group=_group_for(device))
 
     def sum(self, values: list[float], device: torch.device) -> list[float]:
         """The sum of `values` over all processes (float64)."""
         if not self.enabled:
             return list(values)
-        # NCCL reduces only tensors on the GPU; gloo those on the CPU
-        on = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        on = device if device.type == "cuda" else torch.device("cpu")
         tensor = torch.tensor(values, dtype=torch.float64, device=on)
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=_group_for(on))
         return tensor.tolist()
 
     def seed(self, *keys: int) -> int:
         """A torch seed of this process for (keys...): different ranks, different draws."""
         return int(np.random.SeedSequence([*keys, self.rank]).generate_state(1)[0])
+
+
+def _group_for(device: torch.device):
+    """The process group that reduces tensors on `device`: the default one, or a gloo
+    group beside NCCL for a model that trains on the CPU (NCCL reduces GPU tensors only)."""
+    if device.type != "cuda" and dist.get_backend() == "nccl":
+        return _gloo_group()
+    return None
+
+
+@functools.cache
+def _gloo_group():
+    return dist.new_group(backend="gloo")  # every process gets here at the same point
 
 
 def current() -> Distributed:
