@@ -105,11 +105,13 @@ def evaluate(
     k: int = 500,
     device: str | None = None,
     seed: int = 0,
+    models: list[str] | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
     """`coldtune evaluate`: the results table for every set of cold-song factors.
 
     on_progress : called with (row name, users done, users to do) as evaluation goes.
+    models : the content models to score (names of W/models/ folders); default: all.
 
     Rows: random factors, every content model's predictions found in W/models/, and the
     upper bound (cold songs' factors folded in from their real plays, X fixed).
@@ -128,15 +130,20 @@ def evaluate(
     cold_plays = split.cold_plays(interactions.matrix)
     candidates: list[tuple[str, Callable[[], np.ndarray]]] = [
         ("random", lambda: random_factors(model.song_factors_, len(split.cold_songs), seed=seed)),
-        *_content_predictions(workspace, interactions, split),
+        *(
+            (name, load)
+            for name, load in _content_predictions(workspace, interactions, split)
+            if models is None or name in models
+        ),
         ("upper bound", lambda: model.fold_in_songs(cold_plays)),
     ]
     rows = []
     n_evaluated = None
     for name, song_factors in candidates:
         start = time.perf_counter()
+        users, songs = _with_users(song_factors(), model.user_factors_)
         result = evaluate_scores(
-            factor_scores(model.user_factors_, song_factors(), device=device),
+            factor_scores(users, songs, device=device),
             cold_plays,
             k=k,
             device=device,
@@ -168,6 +175,13 @@ def evaluate(
     return results
 
 
+def _with_users(loaded, wmf_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(user factors, song factors): WMF's users unless the model brought its own."""
+    if isinstance(loaded, tuple):
+        return loaded
+    return wmf_users, loaded
+
+
 def _content_predictions(
     workspace: Workspace, interactions: Interactions, split: ColdStartSplit
 ) -> list[tuple[str, Callable[[], np.ndarray]]]:
@@ -186,7 +200,16 @@ def _content_predictions(
                         f"{path}: no prediction for {len(missing)} cold songs "
                         f"(e.g. {missing[0]!r}); predict again"
                     )
-                return saved["factors"][[index[song] for song in wanted]]
+                factors = saved["factors"][[index[song] for song in wanted]]
+                if "user_factors" not in saved.files:
+                    return factors
+                users = saved["user_factors"]
+                if len(users) != len(split.users):
+                    raise WorkspaceError(
+                        f"{path}: {len(users)} user factors for {len(split.users)} users "
+                        "(was the split made again?); train this model again"
+                    )
+                return users, factors
 
         found.append((path.parent.name, load))
     return found

@@ -11,6 +11,7 @@ training items, and `objective(predicted, rows)` -> the loss; the loop does the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -39,6 +40,14 @@ def _sgd_nesterov(params, config: TrainConfig):
 
 OPTIMIZERS: dict[str, Callable] = {"adamw": _adamw, "sgd-nesterov": _sgd_nesterov}
 
+# The arithmetic of the forward pass. bf16 autocasts matrix products and convolutions to
+# bfloat16 (weights and optimiser stay float32); on CPUs with AVX512-BF16 or AMX that is
+# faster, elsewhere it can be slower: docs/benchmarks.md has the figures.
+PRECISIONS: dict[str, Callable[[torch.device], contextlib.AbstractContextManager]] = {
+    "fp32": lambda device: contextlib.nullcontext(),
+    "bf16": lambda device: torch.autocast(device.type, dtype=torch.bfloat16),
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -50,12 +59,17 @@ class TrainConfig:
     max_epochs: int = 200
     patience: int = 10  # epochs without a better validation loss before stopping
     validation_fraction: float = 0.1
+    precision: str = "fp32"  # a name in PRECISIONS
     seed: int = 0
 
     def validate(self) -> TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ParameterError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ParameterError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         for name in ("batch_size", "max_epochs", "patience"):
             if getattr(self, name) < 1:
@@ -137,7 +151,9 @@ def train_loop(
         for lo in range(0, len(shuffled), config.batch_size):
             rows = shuffled[lo : lo + config.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = objective(model(make_batch(rows, rng).to(device)), rows)
+            with PRECISIONS[config.precision](device):
+                predicted = model(make_batch(rows, rng).to(device))
+            loss = objective(predicted.float(), rows)
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()) * len(rows))
@@ -188,7 +204,9 @@ def _validate(model, rows, make_batch, objective, config, device) -> float:
     with torch.no_grad():
         for lo in range(0, len(rows), config.batch_size):
             batch = rows[lo : lo + config.batch_size]
-            total += float(objective(model(make_batch(batch, rng).to(device)), batch)) * len(batch)
+            with PRECISIONS[config.precision](device):
+                predicted = model(make_batch(batch, rng).to(device))
+            total += float(objective(predicted.float(), batch)) * len(batch)
     return total / len(rows)
 
 
