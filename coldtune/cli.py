@@ -390,58 +390,71 @@ def tags_ingest(
 @friendly
 def train(
     model: Annotated[
-        str, typer.Argument(help="Content model: bow-linear, bow-mlp, cnn, metadata (tags).")
+        str,
+        typer.Argument(help="Content model: bow-linear, bow-mlp, mlr, cnn, metadata (tags)."),
     ],
     workspace: WorkspaceOption,
-    architecture: Annotated[str, typer.Option(help="cnn: paper or global-pooling.")] = "paper",
-    batch_size: Annotated[int, typer.Option(help="cnn: windows per batch.")] = 64,
-    words: Annotated[int, typer.Option(help="bow-*: k-means codebook size.")] = 4000,
-    kmeans_iterations: Annotated[int, typer.Option(help="bow-*: k-means iterations.")] = 20,
+    architecture: Annotated[
+        str | None, typer.Option(help="cnn: paper (default) or global-pooling.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="cnn, mlr, bow-mlp: items per batch (64, 256, 64).")
+    ] = None,
+    words: Annotated[
+        int | None, typer.Option(help="bow-*, mlr: k-means codebook size (4000).")
+    ] = None,
+    kmeans_iterations: Annotated[
+        int | None, typer.Option(help="bow-*, mlr: k-means iterations (20).")
+    ] = None,
     objective: Annotated[
-        str, typer.Option(help="bow-mlp, cnn: mse (eq. 4) or wpe (eq. 5).")
-    ] = "mse",
-    hidden: Annotated[int, typer.Option(help="bow-mlp: hidden units.")] = 1000,
+        str | None, typer.Option(help="bow-mlp, cnn: mse (eq. 4, default) or wpe (eq. 5).")
+    ] = None,
+    hidden: Annotated[int | None, typer.Option(help="bow-mlp: hidden units (1000).")] = None,
     dropout: Annotated[
         float | None,
-        typer.Option(help="bow-mlp: dropout of the hidden units (default 0.5 mse, 0 wpe)."),
+        typer.Option(help="bow-mlp, cnn: dropout (bow-mlp: 0.5 mse, 0 wpe; cnn: 0)."),
     ] = None,
-    optimizer: Annotated[str, typer.Option(help="bow-mlp: adamw or sgd-nesterov.")] = "adamw",
-    learning_rate: Annotated[float, typer.Option(help="bow-mlp: learning rate.")] = 1e-3,
+    dims: Annotated[
+        int | None, typer.Option(help="mlr: rank of the metric (0: every PCA component).")
+    ] = None,
+    neighbours: Annotated[
+        int | None, typer.Option(help="mlr: relevant songs per song, by shared listeners (10).")
+    ] = None,
+    margin: Annotated[float | None, typer.Option(help="mlr: hinge margin (1).")] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="torch models: adamw (default) or sgd-nesterov.")
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="torch models: learning rate (1e-3).")
+    ] = None,
     max_epochs: Annotated[
-        int | None, typer.Option(help="bow-mlp, cnn: most epochs (200, 30).")
+        int | None, typer.Option(help="torch models: most epochs (bow-mlp 200, mlr 100, cnn 30).")
     ] = None,
     patience: Annotated[
-        int, typer.Option(help="bow-mlp: epochs without improvement before stopping.")
-    ] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+        int | None,
+        typer.Option(help="torch models: epochs without improvement before stopping (10, cnn 5)."),
+    ] = None,
+    windows_per_song: Annotated[
+        int | None, typer.Option(help="cnn: random 3 s windows of each song per batch (1).")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="cnn: fp32 (default) or bf16 autocast.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
 ):
-    """Train a content model on the warm songs; predict the cold songs' factors."""
+    """Train a content model on the warm songs; predict the cold songs' factors.
+
+    Only the options given are passed on; each model has its own defaults (shown in
+    brackets) and an option that does not apply to the model is an error.
+    """
     from coldtune.models import train as train_model
 
-    options = {"words": words, "kmeans_iterations": kmeans_iterations, "seed": seed}
-    if model == "metadata":
-        options = {"seed": seed}
-    if model == "cnn":
-        options = {
-            "architecture": architecture,
-            "objective": objective,
-            "optimizer": optimizer,
-            "learning_rate": learning_rate,
-            "batch_size": batch_size,
-            "patience": patience,
-            "dropout": dropout or 0.0,
-            "seed": seed,
-        } | ({"max_epochs": max_epochs} if max_epochs else {})
-    if model == "bow-mlp":
-        options |= {
-            "objective": objective,
-            "hidden": hidden,
-            "dropout": dropout,
-            "optimizer": optimizer,
-            "learning_rate": learning_rate,
-            "patience": patience,
-        } | ({"max_epochs": max_epochs} if max_epochs else {})
-    report = train_model(Workspace(workspace), model, **options)
+    given = {
+        name: value
+        for name, value in locals().items()
+        if name not in ("model", "workspace", "train_model") and value is not None
+    }
+    report = train_model(Workspace(workspace), model, **given)
     if "rank" in report:  # a process of torchrun's other than rank 0
         console.print(f"{model}: process {report['rank']} done; rank 0 writes the model")
         return
@@ -489,6 +502,42 @@ def world_build(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("experiment")
+@friendly
+def experiment(
+    workspace: WorkspaceOption,
+    preset: Annotated[
+        str,
+        typer.Option(help="demo, paper-subset (Table 2) or paper-full (Table 3)."),
+    ] = "paper-subset",
+    backend: Annotated[str | None, typer.Option(help="WMF backend (implicit).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, WMF and models.")] = 0,
+):
+    """Split, WMF, every content model, evaluation: Table 2's layout, with stage times.
+
+    Needs W/plays (coldtune plays ingest); the audio models need W/features (coldtune
+    audio extract) and the metadata row W/tags (coldtune tags ingest): a row without its
+    data is listed as not run. Writes W/results/experiment.json and experiment.md.
+    """
+    from coldtune.experiment import Stages, experiment_config, experiment_markdown, run_experiment
+
+    config = experiment_config(preset, seed=seed, backend=backend)
+    stages = Stages(
+        on_stage=lambda event, name: console.print(
+            f"[bold]{name}[/]" if event == "start" else f"  done in {stages.seconds[name]:.1f} s"
+        )
+    )
+    results = run_experiment(
+        Workspace(workspace),
+        config,
+        stages=stages,
+        on_note=lambda message: console.print("  " + message, highlight=False),
+    )
+    console.print()
+    console.print(experiment_markdown(results), highlight=False)
+    console.print(f"written to {workspace / 'results' / 'experiment.md'}", highlight=False)
 
 
 @app.command("demo")

@@ -111,6 +111,7 @@ def evaluate(
     k: int = 500,
     device: str | None = None,
     seed: int = 0,
+    models: list[str] | None = None,
     users: UserPart | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
@@ -119,6 +120,7 @@ def evaluate(
     users : one range of the evaluated users (`--users i/n`, for one machine of n); its
         figures go to W/results/parts/evaluation-partIofN.json for `merge_evaluation`.
     on_progress : called with (row name, users done, users to do) as evaluation goes.
+    models : the content models to score (names of W/models/ folders); default: all.
 
     Rows: random factors, every content model's predictions found in W/models/, and the
     upper bound (cold songs' factors folded in from their real plays, X fixed).
@@ -138,7 +140,12 @@ def evaluate(
     chosen = evaluated_users(cold_plays)
     if users is not None:
         chosen = users.select(chosen)
-    predictions = _content_predictions(workspace, interactions, split)
+    models = None if models is None else sorted(models)
+    predictions = [
+        (name, load)
+        for name, load in _content_predictions(workspace, interactions, split)
+        if models is None or name in models
+    ]
     candidates: list[tuple[str, Callable[[], np.ndarray]]] = [
         ("random", lambda: random_factors(model.song_factors_, len(split.cold_songs), seed=seed)),
         *predictions,
@@ -147,8 +154,9 @@ def evaluate(
     rows = []
     for name, song_factors in candidates:
         start = time.perf_counter()
+        user_factors, songs = _with_users(song_factors(), model.user_factors_)
         result = evaluate_scores(
-            factor_scores(model.user_factors_, song_factors(), device=device),
+            factor_scores(user_factors, songs, device=device),
             cold_plays,
             k=k,
             users=chosen,
@@ -167,8 +175,8 @@ def evaluate(
         "n_cold_songs": len(split.cold_songs),
         "factors": model.factors,
         "rows": rows,
-        "models": None,
-        "fingerprint": _evaluation_fingerprint(workspace, k=k, seed=seed),
+        "models": models,
+        "fingerprint": _evaluation_fingerprint(workspace, k=k, seed=seed, models=models),
     }
     folder = workspace.results_dir
     if users is not None:
@@ -266,6 +274,13 @@ def merge_evaluation(workspace: Workspace) -> dict:
     return results
 
 
+def _with_users(loaded, wmf_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(user factors, song factors): WMF's users unless the model brought its own."""
+    if isinstance(loaded, tuple):
+        return loaded
+    return wmf_users, loaded
+
+
 def _content_predictions(
     workspace: Workspace, interactions: Interactions, split: ColdStartSplit
 ) -> list[tuple[str, Callable[[], np.ndarray]]]:
@@ -284,7 +299,16 @@ def _content_predictions(
                         f"{path}: no prediction for {len(missing)} cold songs "
                         f"(e.g. {missing[0]!r}); predict again"
                     )
-                return saved["factors"][[index[song] for song in wanted]]
+                factors = saved["factors"][[index[song] for song in wanted]]
+                if "user_factors" not in saved.files:
+                    return factors
+                users = saved["user_factors"]
+                if len(users) != len(split.users):
+                    raise WorkspaceError(
+                        f"{path}: {len(users)} user factors for {len(split.users)} users "
+                        "(was the split made again?); train this model again"
+                    )
+                return users, factors
 
         found.append((path.parent.name, load))
     return found

@@ -42,3 +42,39 @@ def write_clip(path: Path, audio: np.ndarray, sr: int) -> Path:
     file_format, subtype = AUDIO_FORMATS[path.suffix.lstrip(".")]
     sf.write(path, audio, sr, format=file_format, subtype=subtype)
     return path
+
+
+SMALL_SONGS, SMALL_USERS = 150, 2000
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """The small world, built once per test session (about 40 s on 2 cores), with a
+    parse cache of its own, cold as in CI, which every test of the session shares."""
+    from coldtune.world.build import build_world, world_config
+
+    root = tmp_path_factory.mktemp("world")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLDTUNE_CACHE", str(root / "cache"))
+        summary = build_world(root / "small", world_config("small", seed=0))
+        yield root / "small", summary
+
+
+@pytest.fixture(scope="session")
+def small_demo(small_world, tmp_path_factory):
+    """`coldtune demo --world small` run once per session: (Workspace, results). Tests
+    read it; a test that writes into it must copy it first."""
+    import os
+    import shutil
+
+    from rich.console import Console
+
+    from coldtune.demo import run_demo
+    from coldtune.workspace import Workspace
+
+    world, _ = small_world
+    root = tmp_path_factory.mktemp("demo") / "W"
+    shutil.copytree(world, root / "world", copy_function=os.link)
+    with open(os.devnull, "w") as quiet:
+        results = run_demo(Workspace(root), world="small", console=Console(file=quiet))
+    return Workspace(root), results

@@ -12,6 +12,7 @@ training items, and `objective(predicted, rows)` -> the loss; the loop does the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,6 +42,14 @@ def _sgd_nesterov(params, config: TrainConfig):
 
 OPTIMIZERS: dict[str, Callable] = {"adamw": _adamw, "sgd-nesterov": _sgd_nesterov}
 
+# The arithmetic of the forward pass. bf16 autocasts matrix products and convolutions to
+# bfloat16 (weights and optimiser stay float32); on CPUs with AVX512-BF16 or AMX that is
+# faster, elsewhere it can be slower: docs/benchmarks.md has the figures.
+PRECISIONS: dict[str, Callable[[torch.device], contextlib.AbstractContextManager]] = {
+    "fp32": lambda device: contextlib.nullcontext(),
+    "bf16": lambda device: torch.autocast(device.type, dtype=torch.bfloat16),
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -52,12 +61,17 @@ class TrainConfig:
     max_epochs: int = 200
     patience: int = 10  # epochs without a better validation loss before stopping
     validation_fraction: float = 0.1
+    precision: str = "fp32"  # a name in PRECISIONS
     seed: int = 0
 
     def validate(self) -> TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ParameterError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ParameterError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         for name in ("batch_size", "max_epochs", "patience"):
             if getattr(self, name) < 1:
@@ -145,7 +159,9 @@ def train_loop(
                 break  # DDP needs every process in every step: too few rows to share
             rows = ddp.part(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss = objective(net(make_batch(rows, batch_rng).to(device)), rows)
+            with PRECISIONS[config.precision](device):
+                predicted = net(make_batch(rows, batch_rng).to(device))
+            loss = objective(predicted.float(), rows)
             if ddp.enabled:
                 # DDP averages the processes' gradients; scaled by its share of the batch,
                 # each one's mean loss makes that the gradient of the batch's mean loss
@@ -205,7 +221,9 @@ def _validate(model, rows, make_batch, objective, config, device, ddp: Distribut
     with torch.no_grad():
         for lo in range(0, len(mine), config.batch_size):
             batch = mine[lo : lo + config.batch_size]
-            total += float(objective(model(make_batch(batch, rng).to(device)), batch)) * len(batch)
+            with PRECISIONS[config.precision](device):
+                predicted = model(make_batch(batch, rng).to(device))
+            total += float(objective(predicted.float(), batch)) * len(batch)
     return ddp.sum([total], device)[0] / len(rows)
 
 
