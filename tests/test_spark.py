@@ -50,6 +50,11 @@ def test_confidence_is_eq_2_and_regularisation_grows_with_plays(spark, rng):
     np.testing.assert_allclose(
         ratings.column("rating").to_numpy(), np.log1p(plays[plays > 0] / EPS), rtol=1e-6
     )
+    # alpha = 0: every c_ui is 1 and only p_ui = I(rating > 0) matters to MLlib
+    flat = cf_spark.ratings_from_confidence(
+        confidence(sp.csr_matrix(plays), alpha=0, epsilon=1), alpha=0
+    )
+    assert flat.num_rows == (plays > 0).sum() and set(flat.column("rating").to_numpy()) == {1.0}
     config = cf_spark.SparkConfig(blocks=2)
     users, songs = cf_spark.fit_als(
         spark.createDataFrame(ratings),
