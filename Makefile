@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the project needs at run time; installed only when missing.
-# fluidsynth renders the demo world's clips.
-APT_PACKAGES := fluidsynth
+# fluidsynth renders the demo world's clips; the Java runtime runs Spark (WMF backend
+# "spark", the optional extra `coldtune[spark]`, which `make test` installs); its
+# post-install script fails where /usr/share/man/man1 is missing (slim images).
+APT_PACKAGES := fluidsynth openjdk-17-jre-headless
 
 .PHONY: setup demo test lint bench clean
 
@@ -19,13 +21,14 @@ $(STAMP): pyproject.toml Makefile
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO mkdir -p /usr/share/man/man1; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y --no-install-recommends $$missing; \
 	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# the CPU build of torch first, so nothing below pulls a CUDA build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,spark]'
 	touch $(STAMP)
 
 demo: setup

@@ -188,9 +188,52 @@ def wmf_fit(
         float, typer.Option(help="lambda of eq. (3).")
     ] = WMFConfig.regularization,
     iterations: Annotated[int, typer.Option(help="ALS sweeps.")] = WMFConfig.iterations,
-    backend: Annotated[str, typer.Option(help="implicit (CPU) or torch (GPU/CPU).")] = "implicit",
+    backend: Annotated[
+        str, typer.Option(help="implicit (CPU), torch (GPU/CPU) or spark (MLlib ALS).")
+    ] = "implicit",
     seed: Annotated[int, typer.Option(help="Seed of the initial factors.")] = 0,
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
+    plays: Annotated[
+        str | None,
+        typer.Option(
+            help="spark: Parquet plays as a path or URI Spark reads (hdfs://, s3a://); "
+            "default: the ingested W/plays.",
+            rich_help_panel="Spark",
+        ),
+    ] = None,
+    user_col: Annotated[
+        str, typer.Option(help="spark --plays: user id column.", rich_help_panel="Spark")
+    ] = "user",
+    song_col: Annotated[
+        str, typer.Option(help="spark --plays: song id column.", rich_help_panel="Spark")
+    ] = "song",
+    count_col: Annotated[
+        str, typer.Option(help="spark --plays: play count column.", rich_help_panel="Spark")
+    ] = "count",
+    spark_master: Annotated[
+        str,
+        typer.Option(
+            help="local[N], local[*], yarn, spark://HOST:7077, k8s://... (unused when a "
+            "SparkSession is already running).",
+            rich_help_panel="Spark",
+        ),
+    ] = "local[*]",
+    spark_driver_memory: Annotated[
+        str, typer.Option(help="Driver JVM heap, e.g. 8g.", rich_help_panel="Spark")
+    ] = "4g",
+    spark_checkpoint_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Shared folder for ALS checkpoints on a cluster.", rich_help_panel="Spark"
+        ),
+    ] = None,
+    spark_conf: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Any Spark setting as KEY=VALUE (repeat), e.g. spark.executor.memory=8g.",
+            rich_help_panel="Spark",
+        ),
+    ] = None,
 ):
     """Fit WMF on the warm songs' plays; write factors and the objective per iteration."""
     config = WMFConfig(factors, alpha, epsilon, regularization, iterations, backend, seed)
@@ -199,8 +242,52 @@ def wmf_fit(
         value = f"objective {objective:.7g}" if objective is not None else "objective not tracked"
         console.print(f"iteration {iteration + 1:>3}/{iterations}: {value}  ({seconds:.2f} s)")
 
-    pipeline.fit_wmf(Workspace(workspace), config, device=device, callback=show)
-    console.print(f"wrote {workspace / 'wmf'}")
+    if backend != "spark":
+        if plays is not None:
+            raise ColdtuneError("--plays is read by Spark: add --backend spark")
+        pipeline.fit_wmf(Workspace(workspace), config, device=device, callback=show)
+        console.print(f"wrote {workspace / 'wmf'}")
+        return
+
+    from coldtune.cf.spark import PlaysColumns, SparkConfig, spark_session
+
+    pairs = []
+    for item in spark_conf or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ColdtuneError(f"--spark-conf expects KEY=VALUE, got {item!r}")
+        pairs.append((key.strip(), value.strip()))
+    spark_config = SparkConfig(
+        master=spark_master,
+        driver_memory=spark_driver_memory,
+        checkpoint_dir=spark_checkpoint_dir,
+        conf=tuple(pairs),
+    )
+    start = time.perf_counter()
+    if plays is None:
+        with spark_session(spark_config):  # the backend runs on this session
+            pipeline.fit_wmf(Workspace(workspace), config, callback=show)
+    else:
+        fit = pipeline.fit_wmf_spark(
+            Workspace(workspace),
+            config,
+            plays,
+            spark=spark_config,
+            columns=PlaysColumns(user_col, song_col, count_col),
+            on_stage=lambda message: console.print(message, highlight=False, soft_wrap=True),
+        )
+        report = fit.plays
+        console.print(
+            f"read {report.rows_read:,} rows: {report.plays:,} (user, song) pairs kept, "
+            f"{report.rows_outside:,} rows outside the split's users and warm songs, "
+            f"{report.rows_bad:,} bad (no id, no count or a negative one)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        show(iterations - 1, fit.objective, fit.seconds / iterations)
+    console.print(
+        f"wrote {workspace / 'wmf'} in {time.perf_counter() - start:.1f} s", highlight=False
+    )
 
 
 @app.command("evaluate")

@@ -9,13 +9,20 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from coldtune.cf.spark import PlaysColumns, SparkConfig, SparkFit
 from coldtune.cf.wmf import IterationCallback, WeightedMatrixFactorization, WMFConfig
-from coldtune.data.plays import Interactions, load_interactions, read_plays, save_interactions
+from coldtune.data.plays import (
+    Interactions,
+    load_ids,
+    load_interactions,
+    read_plays,
+    save_interactions,
+)
 from coldtune.data.splits import (
     ColdStartSplit,
     SplitConfig,
@@ -70,14 +77,11 @@ def fit_wmf(
     model = WeightedMatrixFactorization(
         **asdict(config) | {"device": device, "callback": callback}
     ).fit(train)
-    folder = workspace.wmf_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "factors.npz") as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, user_factors=model.user_factors_, song_factors=model.song_factors_)
-    write_json(folder / "config.json", config)
-    write_json(
-        folder / "history.json",
+    save_wmf(
+        workspace,
+        config,
+        model.user_factors_,
+        model.song_factors_,
         {
             "objective": model.objective_,
             "seconds_per_iteration": model.seconds_per_iteration_,
@@ -87,6 +91,84 @@ def fit_wmf(
         },
     )
     return WMFResult(model, split, interactions)
+
+
+def save_wmf(
+    workspace: Workspace,
+    config: WMFConfig,
+    user_factors: np.ndarray,
+    song_factors: np.ndarray,
+    history: dict,
+) -> None:
+    """Write W/wmf/: factors.npz (rows: the split's users, its warm songs), config.json
+    and history.json (objective and seconds per iteration, sizes, anything else)."""
+    folder = workspace.wmf_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "factors.npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, user_factors=user_factors, song_factors=song_factors)
+    write_json(folder / "config.json", config)
+    write_json(folder / "history.json", history)
+
+
+def fit_wmf_spark(
+    workspace: Workspace,
+    config: WMFConfig,
+    plays: str,
+    *,
+    spark: SparkConfig | None = None,
+    columns: PlaysColumns | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> SparkFit:
+    """`coldtune wmf fit --backend spark --plays URI`: Spark reads the plays, fits MLlib ALS.
+
+    plays : Parquet file or folder, as a path or URI Spark reads (hdfs://, s3a://, file:).
+    The workspace gives the ids (W/plays/users.parquet, songs.parquet) and the split:
+    only the split's users and warm songs are kept, so the factors land in the same
+    rows as `fit_wmf`'s and `coldtune evaluate` and the content models use them unchanged.
+    The plays matrix itself is never loaded here.
+    """
+    from coldtune.cf.spark import fit_from_parquet
+
+    # the ids of rows and columns and the split, without the plays matrix
+    ids = load_ids(workspace)
+    split = load_split(workspace, ids)
+    fit = fit_from_parquet(
+        plays,
+        users=ids.user_ids[split.users],
+        songs=ids.song_ids[split.warm_songs],
+        factors=config.factors,
+        alpha=config.alpha,
+        epsilon=config.epsilon,
+        regularization=config.regularization,
+        iterations=config.iterations,
+        seed=config.random_state,
+        config=spark or SparkConfig(),
+        columns=columns or PlaysColumns(),
+        on_stage=on_stage,
+    )
+    report = fit.plays
+    save_wmf(
+        workspace,
+        replace(config, backend="spark"),
+        fit.user_factors,
+        fit.song_factors,
+        {
+            # eq. (3) after the last iteration; MLlib reports nothing in between
+            "objective": [fit.objective],
+            "seconds_per_iteration": [fit.seconds / config.iterations] * config.iterations,
+            "n_users": len(split.users),
+            "n_songs": len(split.warm_songs),
+            "plays": report.plays,
+            "source": plays,
+            "rows_read": report.rows_read,
+            "rows_bad": report.rows_bad,
+            "rows_outside_split": report.rows_outside,
+            "reg_param": fit.reg_param,
+            "spark": fit.spark,
+        },
+    )
+    return fit
 
 
 def load_wmf(workspace: Workspace) -> WeightedMatrixFactorization:

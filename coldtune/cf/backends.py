@@ -2,7 +2,10 @@
 
 Each backend takes the confidence matrix of eq. (2) and initial factors, runs
 `iterations` ALS sweeps (users, then songs) and calls `on_iteration(i, X, Y)` after each,
-so the estimator can log the exact objective whatever the solver.
+so the estimator can log the exact objective whatever the solver. A solver that runs
+all sweeps in one call (Spark) calls it once, with i = iterations - 1.
+`alpha` and `random_state` are for solvers that apply eq. (2)'s alpha themselves or draw
+their own initial factors (Spark); the others take c_ui and the initial factors given.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class WMFBackend(Protocol):
         iterations: int,
         device: str | None,
         on_iteration: Callable[[int, np.ndarray, np.ndarray], None],
+        alpha: float,
+        random_state: int,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -40,7 +45,17 @@ class ImplicitBackend:
     """
 
     def fit(
-        self, conf, user_factors, song_factors, *, regularization, iterations, device, on_iteration
+        self,
+        conf,
+        user_factors,
+        song_factors,
+        *,
+        regularization,
+        iterations,
+        device,
+        on_iteration,
+        alpha=None,
+        random_state=None,
     ):
         from implicit.cpu.als import AlternatingLeastSquares
 
@@ -73,7 +88,17 @@ class TorchBackend:
     """
 
     def fit(
-        self, conf, user_factors, song_factors, *, regularization, iterations, device, on_iteration
+        self,
+        conf,
+        user_factors,
+        song_factors,
+        *,
+        regularization,
+        iterations,
+        device,
+        on_iteration,
+        alpha=None,
+        random_state=None,
     ):
         device = torch.device(device) if device is not None else default_device()
         k = user_factors.shape[1]
@@ -92,7 +117,15 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
-WMF_BACKENDS: dict[str, type] = {
+def _spark_backend():
+    # pyspark is an optional extra: imported only when this backend is asked for
+    from coldtune.cf.spark import SparkBackend
+
+    return SparkBackend()
+
+
+WMF_BACKENDS: dict[str, Callable[[], WMFBackend]] = {
     "implicit": ImplicitBackend,
     "torch": TorchBackend,
+    "spark": _spark_backend,
 }

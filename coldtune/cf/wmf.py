@@ -211,14 +211,17 @@ class WeightedMatrixFactorization:
     alpha, epsilon : the confidence of eq. (2).
     regularization : lambda of eq. (3), applied unscaled to every x_u and y_i.
     iterations : ALS sweeps (users, then songs).
-    backend : a name in `coldtune.cf.backends.WMF_BACKENDS`: "implicit" (CPU, default)
-        or "torch" (CUDA when present, else CPU).
+    backend : a name in `coldtune.cf.backends.WMF_BACKENDS`: "implicit" (CPU, default),
+        "torch" (CUDA when present, else CPU) or "spark" (MLlib ALS on the active
+        SparkSession, else a local one; needs `coldtune[spark]`, see coldtune.cf.spark).
     track_objective : compute eq. (3) exactly after every sweep into `objective_`.
     random_state : seed of the initial factors, N(0, 0.01^2), the same for every backend.
     device : torch device for the "torch" backend and for fold-in.
 
     After `fit`: `user_factors_` (n_users, k), `song_factors_` (n_songs, k),
-    `objective_` (one value per iteration), `seconds_per_iteration_`.
+    `objective_` (one value per iteration; the spark backend: after the last one only),
+    `seconds_per_iteration_` (one value per iteration; a backend that reports once
+    gets its total time spread evenly).
     """
 
     def __init__(
@@ -292,7 +295,8 @@ class WeightedMatrixFactorization:
 
         def on_iteration(iteration: int, X: np.ndarray, Y: np.ndarray) -> None:
             now = time.perf_counter()
-            self.seconds_per_iteration_.append(now - last[0])
+            sweeps = iteration + 1 - len(self.seconds_per_iteration_)
+            self.seconds_per_iteration_.extend([(now - last[0]) / sweeps] * sweeps)
             if self.track_objective:
                 self.objective_.append(wmf_objective(conf, X, Y, self.regularization))
             if self.callback is not None:
@@ -309,6 +313,8 @@ class WeightedMatrixFactorization:
             iterations=self.iterations,
             device=self.device,
             on_iteration=on_iteration,
+            alpha=self.alpha,
+            random_state=self.random_state,
         )
         return self
 
@@ -350,3 +356,37 @@ class WeightedMatrixFactorization:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
         return f"WeightedMatrixFactorization({args})"
+
+
+def balance_factors(
+    user_factors: np.ndarray, song_factors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The factors of the same scores X Y^T with the smallest penalty |X|^2 + |Y|^2.
+
+    eq. (3)'s scores do not change under X -> X A, Y -> Y A^-T; its penalty does, and is
+    smallest, 2 x the nuclear norm of X Y^T, when X^T X = Y^T Y (which holds at every
+    stationary point of eq. 3). With X^T X = Rx Rx^T, Y^T Y = Ry Ry^T and the SVD
+    Rx^T Ry = U S V^T, that is X' = X Rx^-T U S^1/2, Y' = Y Ry^-T V S^1/2.
+    A solver with another penalty (MLlib's, which grows with each row's plays) returns
+    unbalanced factors; balancing them gives the eq. (3) penalty its lowest value for
+    the scores it found. O((n_users + n_songs) k^2).
+    """
+    X = np.asarray(user_factors, dtype=np.float64)
+    Y = np.asarray(song_factors, dtype=np.float64)
+
+    def root(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # gram = R R^T with R = E D^1/2; returns R and R^-T (pseudo-inverse where D ~ 0)
+        values, vectors = np.linalg.eigh(gram)
+        values = np.clip(values, 0.0, None)
+        keep = values > values.max(initial=0.0) * 1e-12
+        sqrt = np.sqrt(values)
+        inv = np.where(keep, 1.0 / np.where(keep, sqrt, 1.0), 0.0)
+        return vectors * sqrt, vectors * inv
+
+    Rx, Rx_inv_t = root(X.T @ X)
+    Ry, Ry_inv_t = root(Y.T @ Y)
+    U, S, Vt = np.linalg.svd(Rx.T @ Ry)
+    half = np.sqrt(S)
+    X_new = X @ (Rx_inv_t @ (U * half))
+    Y_new = Y @ (Ry_inv_t @ (Vt.T * half))
+    return X_new.astype(np.float32), Y_new.astype(np.float32)

@@ -548,6 +548,22 @@ def save_interactions(interactions: Interactions, workspace: Workspace) -> None:
         write_json(folder / "ingest.json", dataclasses.asdict(interactions.report))
 
 
+def load_ids(workspace: Workspace) -> Interactions:
+    """The ids of the ingested rows and columns, with an empty matrix of their shape.
+
+    For steps that map ids to rows without reading plays from the workspace (WMF on
+    Spark reads them from the plays file itself).
+    """
+    folder = workspace.plays_dir
+    hint = "run `coldtune plays ingest PATH --workspace W` first"
+    for name in ("users.parquet", "songs.parquet"):
+        workspace.require(folder / name, what=f"plays/{name}", hint=hint)
+    user_ids = pq.read_table(folder / "users.parquet").column("id").to_numpy()
+    song_ids = pq.read_table(folder / "songs.parquet").column("id").to_numpy()
+    empty = sp.csr_matrix((len(user_ids), len(song_ids)), dtype=np.int32)
+    return Interactions(empty, user_ids, song_ids)
+
+
 def load_interactions(workspace: Workspace) -> Interactions:
     folder = workspace.plays_dir
     hint = "run `coldtune plays ingest PATH --workspace W` first"
