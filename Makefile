@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the project needs at run time; installed only when missing.
-# fluidsynth renders the demo world's clips.
-APT_PACKAGES := fluidsynth
+# fluidsynth renders the demo world's clips; chromium (with a font) runs the page's tests,
+# driven by playwright with this browser (playwright downloads none).
+APT_PACKAGES := fluidsynth chromium fonts-dejavu-core
 
 .PHONY: setup demo test lint bench clean
 

@@ -24,17 +24,6 @@ from coldtune.world.render import Rendering, render_clip
 SMALL_SONGS, SMALL_USERS = 150, 2000
 
 
-@pytest.fixture(scope="session")
-def small_world(tmp_path_factory):
-    """The small world, built once per test session (about 40 s on 2 cores), with a
-    parse cache of its own, cold as in CI, which every test of the session shares."""
-    root = tmp_path_factory.mktemp("world")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COLDTUNE_CACHE", str(root / "cache"))
-        summary = build_world(root / "small", world_config("small", seed=0))
-        yield root / "small", summary
-
-
 def read_tracks(world: Path) -> list[dict]:
     with open(world / "tracks.csv", newline="") as handle:
         return list(csv.DictReader(handle))
