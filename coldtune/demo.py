@@ -128,4 +128,8 @@ def run_demo(
     write_json(workspace.results_dir / "timings.json", timings)
     console.print()
     console.print(pipeline.results_markdown(results), highlight=False)
+    if manifest is not None:  # the report's analyses need a clip model, so audio
+        from coldtune.report import write_report
+
+        console.print(f"report: {write_report(workspace)}", highlight=False, soft_wrap=True)
     return results

@@ -189,6 +189,8 @@ def test_demo_runs_every_step_on_the_small_world(small_world, tmp_path):
         assert saved["factors"].shape == (report["cold_songs"], 50)
         assert np.isfinite(saved["factors"]).all()
     assert (tmp_path / "W" / "features" / "rejects.tsv").exists()
+    # and ends with the report (tests/test_analyses.py checks what it holds)
+    assert "id='similar'" in (tmp_path / "W" / "results" / "report.html").read_text()
 
 
 # --------------------------------------------------------------------------- listeners

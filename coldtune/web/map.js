@@ -166,8 +166,11 @@ const ColdtuneMap = (() => {
     function placeMarker(x, y, text) { marker = { x, y, label: text }; draw(); }
     function indexOf(id) { return data.ids.indexOf(id); }
 
+    // where song i is drawn, in CSS pixels from the canvas' top left (for tests)
+    function pointOf(i) { return screen(data.x[i], data.y[i]); }
+
     draw();
-    return { draw, select, setColourTags, placeMarker, indexOf, palette: PALETTE, data };
+    return { draw, select, setColourTags, placeMarker, indexOf, pointOf, palette: PALETTE, data };
   }
 
   // a <select> of tags and a legend, driving `map.setColourTags`
