@@ -211,8 +211,25 @@ def evaluate(
     workspace: WorkspaceOption,
     k: Annotated[int, typer.Option(help="Cut-off of average precision.")] = 500,
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
+    users: Annotated[
+        str | None,
+        typer.Option(help="i/n: evaluate only range i of n of the users (one machine of n)."),
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Merge the parts evaluated with --users i/n.")
+    ] = False,
 ):
     """Score cold songs for every user; print and write the results table."""
+    from coldtune.eval.parts import UserPart
+
+    if merge:
+        if users is not None:
+            raise ColdtuneError("give --users i/n to evaluate a part, or --merge, not both")
+        results = pipeline.merge_evaluation(Workspace(workspace))
+        console.print(pipeline.results_markdown(results), highlight=False)
+        console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+        return
+    part = UserPart.parse(users)
     with _progress(TextColumn("{task.description:<16}")) as progress:
         tasks: dict[str, int] = {}
 
@@ -221,9 +238,19 @@ def evaluate(
                 tasks[name] = progress.add_task(name, total=total)
             progress.update(tasks[name], completed=done)
 
-        results = pipeline.evaluate(Workspace(workspace), k=k, device=device, on_progress=show)
+        results = pipeline.evaluate(
+            Workspace(workspace), k=k, device=device, users=part, on_progress=show
+        )
     console.print(pipeline.results_markdown(results), highlight=False)
-    console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+    if part is None:
+        console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+    else:
+        console.print(
+            f"wrote {workspace / 'results' / 'parts' / f'evaluation-{part.name}.json'}; "
+            "once every part is there, run `coldtune evaluate --merge`",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _progress(label: TextColumn, *, rate: bool = False) -> Progress:
@@ -314,6 +341,39 @@ def audio_extract(
         raise typer.Exit(1)
 
 
+@audio_app.command("merge")
+@friendly
+def audio_merge(
+    workspace: WorkspaceOption,
+    sources: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Workspaces (or features folders) whose stores to bring into W."),
+    ] = None,
+    allow_missing_parts: Annotated[
+        bool, typer.Option(help="Merge even when some part i/n has not been extracted.")
+    ] = False,
+):
+    """Merge feature stores extracted in parts (--shard i/n) into W/features.
+
+    With no SOURCES, the parts all wrote into W (shared storage): check that every part
+    finished and write the store-wide rejects.tsv and summary.json.
+    """
+    from coldtune.audio.merge import merge_stores
+
+    summary = merge_stores(
+        Workspace(workspace).features_dir, sources or [], allow_missing_parts=allow_missing_parts
+    )
+    how = "linked" if summary.linked else "copied"
+    console.print(
+        f"{summary.shards_imported:,} shards ({summary.songs_imported:,} songs) {how} from "
+        f"{len(summary.sources)} stores, {summary.shards_already_there:,} already there; "
+        f"parts {', '.join(summary.parts)}; {summary.songs_in_store:,} songs in the store, "
+        f"{summary.rejected_total:,} files rejected (see {summary.rejects_path})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @tags_app.command("ingest")
 @friendly
 def tags_ingest(
@@ -332,58 +392,74 @@ def tags_ingest(
 @friendly
 def train(
     model: Annotated[
-        str, typer.Argument(help="Content model: bow-linear, bow-mlp, cnn, metadata (tags).")
+        str,
+        typer.Argument(help="Content model: bow-linear, bow-mlp, mlr, cnn, metadata (tags)."),
     ],
     workspace: WorkspaceOption,
-    architecture: Annotated[str, typer.Option(help="cnn: paper or global-pooling.")] = "paper",
-    batch_size: Annotated[int, typer.Option(help="cnn: windows per batch.")] = 64,
-    words: Annotated[int, typer.Option(help="bow-*: k-means codebook size.")] = 4000,
-    kmeans_iterations: Annotated[int, typer.Option(help="bow-*: k-means iterations.")] = 20,
+    architecture: Annotated[
+        str | None, typer.Option(help="cnn: paper (default) or global-pooling.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="cnn, mlr, bow-mlp: items per batch (64, 256, 64).")
+    ] = None,
+    words: Annotated[
+        int | None, typer.Option(help="bow-*, mlr: k-means codebook size (4000).")
+    ] = None,
+    kmeans_iterations: Annotated[
+        int | None, typer.Option(help="bow-*, mlr: k-means iterations (20).")
+    ] = None,
     objective: Annotated[
-        str, typer.Option(help="bow-mlp, cnn: mse (eq. 4) or wpe (eq. 5).")
-    ] = "mse",
-    hidden: Annotated[int, typer.Option(help="bow-mlp: hidden units.")] = 1000,
+        str | None, typer.Option(help="bow-mlp, cnn: mse (eq. 4, default) or wpe (eq. 5).")
+    ] = None,
+    hidden: Annotated[int | None, typer.Option(help="bow-mlp: hidden units (1000).")] = None,
     dropout: Annotated[
         float | None,
-        typer.Option(help="bow-mlp: dropout of the hidden units (default 0.5 mse, 0 wpe)."),
+        typer.Option(help="bow-mlp, cnn: dropout (bow-mlp: 0.5 mse, 0 wpe; cnn: 0)."),
     ] = None,
-    optimizer: Annotated[str, typer.Option(help="bow-mlp: adamw or sgd-nesterov.")] = "adamw",
-    learning_rate: Annotated[float, typer.Option(help="bow-mlp: learning rate.")] = 1e-3,
+    dims: Annotated[
+        int | None, typer.Option(help="mlr: rank of the metric (0: every PCA component).")
+    ] = None,
+    neighbours: Annotated[
+        int | None, typer.Option(help="mlr: relevant songs per song, by shared listeners (10).")
+    ] = None,
+    margin: Annotated[float | None, typer.Option(help="mlr: hinge margin (1).")] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="torch models: adamw (default) or sgd-nesterov.")
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="torch models: learning rate (1e-3).")
+    ] = None,
     max_epochs: Annotated[
-        int | None, typer.Option(help="bow-mlp, cnn: most epochs (200, 30).")
+        int | None, typer.Option(help="torch models: most epochs (bow-mlp 200, mlr 100, cnn 30).")
     ] = None,
     patience: Annotated[
-        int, typer.Option(help="bow-mlp: epochs without improvement before stopping.")
-    ] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+        int | None,
+        typer.Option(help="torch models: epochs without improvement before stopping (10, cnn 5)."),
+    ] = None,
+    windows_per_song: Annotated[
+        int | None, typer.Option(help="cnn: random 3 s windows of each song per batch (1).")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="cnn: fp32 (default) or bf16 autocast.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
 ):
-    """Train a content model on the warm songs; predict the cold songs' factors."""
+    """Train a content model on the warm songs; predict the cold songs' factors.
+
+    Only the options given are passed on; each model has its own defaults (shown in
+    brackets) and an option that does not apply to the model is an error.
+    """
     from coldtune.models import train as train_model
 
-    options = {"words": words, "kmeans_iterations": kmeans_iterations, "seed": seed}
-    if model == "metadata":
-        options = {"seed": seed}
-    if model == "cnn":
-        options = {
-            "architecture": architecture,
-            "objective": objective,
-            "optimizer": optimizer,
-            "learning_rate": learning_rate,
-            "batch_size": batch_size,
-            "patience": patience,
-            "dropout": dropout or 0.0,
-            "seed": seed,
-        } | ({"max_epochs": max_epochs} if max_epochs else {})
-    if model == "bow-mlp":
-        options |= {
-            "objective": objective,
-            "hidden": hidden,
-            "dropout": dropout,
-            "optimizer": optimizer,
-            "learning_rate": learning_rate,
-            "patience": patience,
-        } | ({"max_epochs": max_epochs} if max_epochs else {})
-    report = train_model(Workspace(workspace), model, **options)
+    given = {
+        name: value
+        for name, value in locals().items()
+        if name not in ("model", "workspace", "train_model") and value is not None
+    }
+    report = train_model(Workspace(workspace), model, **given)
+    if "rank" in report:  # a process of torchrun's other than rank 0
+        console.print(f"{model}: process {report['rank']} done; rank 0 writes the model")
+        return
     console.print(
         f"{model}: trained on {report['warm_songs']:,} warm songs, predicted "
         f"{report['cold_songs']:,} cold songs in {report['seconds']:.1f} s "
@@ -428,6 +504,42 @@ def world_build(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("experiment")
+@friendly
+def experiment(
+    workspace: WorkspaceOption,
+    preset: Annotated[
+        str,
+        typer.Option(help="demo, paper-subset (Table 2) or paper-full (Table 3)."),
+    ] = "paper-subset",
+    backend: Annotated[str | None, typer.Option(help="WMF backend (implicit).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, WMF and models.")] = 0,
+):
+    """Split, WMF, every content model, evaluation: Table 2's layout, with stage times.
+
+    Needs W/plays (coldtune plays ingest); the audio models need W/features (coldtune
+    audio extract) and the metadata row W/tags (coldtune tags ingest): a row without its
+    data is listed as not run. Writes W/results/experiment.json and experiment.md.
+    """
+    from coldtune.experiment import Stages, experiment_config, experiment_markdown, run_experiment
+
+    config = experiment_config(preset, seed=seed, backend=backend)
+    stages = Stages(
+        on_stage=lambda event, name: console.print(
+            f"[bold]{name}[/]" if event == "start" else f"  done in {stages.seconds[name]:.1f} s"
+        )
+    )
+    results = run_experiment(
+        Workspace(workspace),
+        config,
+        stages=stages,
+        on_note=lambda message: console.print("  " + message, highlight=False),
+    )
+    console.print()
+    console.print(experiment_markdown(results), highlight=False)
+    console.print(f"written to {workspace / 'results' / 'experiment.md'}", highlight=False)
 
 
 @app.command("demo")

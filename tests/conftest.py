@@ -1,5 +1,3 @@
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -46,6 +44,9 @@ def write_clip(path: Path, audio: np.ndarray, sr: int) -> Path:
     return path
 
 
+SMALL_SONGS, SMALL_USERS = 150, 2000
+
+
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory):
     """The small world, built once per test session (about 40 s on 2 cores), with a
@@ -60,27 +61,36 @@ def small_world(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def small_workspace(small_world, tmp_path_factory):
-    """A workspace on the small world with what the analyses and the service read:
-    plays, split, WMF, features, tags, a CNN trained briefly, the results table.
-    Shared by the session's tests: they may add results to it, never change inputs."""
-    from coldtune import pipeline
-    from coldtune.audio.store import extract
-    from coldtune.cf.wmf import WMFConfig
-    from coldtune.data.splits import SplitConfig
-    from coldtune.data.tags import ingest_tags
-    from coldtune.models import train
+def small_demo(small_world, tmp_path_factory):
+    """`coldtune demo --world small` run once per session: (Workspace, results). Tests
+    read it; a test that writes into it must copy it first."""
+    import os
+    import shutil
+
+    from rich.console import Console
+
+    from coldtune.demo import run_demo
     from coldtune.workspace import Workspace
 
     world, _ = small_world
-    root = tmp_path_factory.mktemp("workspace")
+    root = tmp_path_factory.mktemp("demo") / "W"
     shutil.copytree(world, root / "world", copy_function=os.link)
-    workspace = Workspace(root)
-    pipeline.ingest(root / "world" / "train_triplets.txt", workspace)
-    pipeline.make_split(workspace, SplitConfig(cold_fraction=0.2, seed=0))
-    pipeline.fit_wmf(workspace, WMFConfig(factors=16, iterations=8))
-    extract(None, workspace.features_dir, manifest=root / "world" / "clips.csv", workers=2)
-    ingest_tags(root / "world" / "lastfm", root / "world" / "unique_tracks.txt", workspace)
-    train(workspace, "cnn", max_epochs=3, patience=3)
-    pipeline.evaluate(workspace)
-    return workspace
+    with open(os.devnull, "w") as quiet:
+        results = run_demo(Workspace(root), world="small", console=Console(file=quiet))
+    return Workspace(root), results
+
+
+@pytest.fixture(scope="session")
+def small_workspace(small_demo, tmp_path_factory):
+    """A copy of the small demo's workspace (files hard-linked: every coldtune step
+    replaces files, never writes into them), for tests that add results to it: tags,
+    the map, the report, the clip model's catalogue predictions."""
+    import os
+    import shutil
+
+    from coldtune.workspace import Workspace
+
+    demo, _ = small_demo
+    root = tmp_path_factory.mktemp("workspace") / "W"
+    shutil.copytree(demo.root, root, copy_function=os.link)
+    return Workspace(root)

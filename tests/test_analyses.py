@@ -54,7 +54,7 @@ def test_bad_tag_settings_are_named():
 def tags_result(small_workspace):
     result = runner.invoke(app, ["tags", "-w", str(small_workspace.root), "--folds", "5"])
     assert result.exit_code == 0, result.output
-    assert "| WMF factors | 16 |" in result.output
+    assert "| WMF factors | 50 |" in result.output
     return json.loads((small_workspace.results_dir / "tags.json").read_text())
 
 

@@ -44,7 +44,7 @@ def test_songs_are_the_split_warm_then_cold_with_artists_and_titles(small_worksp
     wmf = load_wmf(small_workspace)
     np.testing.assert_allclose(catalogue.usage_factors[~catalogue.cold], wmf.song_factors_)
     # cold songs are scored by their predicted factors, the same ones evaluate read
-    with np.load(small_workspace.models_dir("cnn-paper-mse") / "predictions.npz") as saved:
+    with np.load(small_workspace.models_dir(catalogue.model_name) / "predictions.npz") as saved:
         index = {song: i for i, song in enumerate(saved["song_ids"])}
         expected = saved["factors"][[index[s] for s in catalogue.song_ids[catalogue.cold]]]
     np.testing.assert_allclose(catalogue.scoring_factors[catalogue.cold], expected, atol=1e-5)
@@ -140,7 +140,8 @@ def test_the_commands(small_workspace, catalogue):
     song = str(catalogue.song_ids[3])
     result = runner.invoke(app, ["similar", song, "-w", w, "-n", "4"])
     assert result.exit_code == 0, result.output
-    assert "by usage (WMF factors)" in result.output and "by audio (cnn-paper-mse)" in result.output
+    assert "by usage (WMF factors)" in result.output
+    assert f"by audio ({catalogue.model_name})" in result.output
     assert catalogue.label(catalogue.similar(song, n=1)["usage"][0].index) in result.output
 
     user = str(catalogue.user_ids[0])

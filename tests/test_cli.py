@@ -59,3 +59,6 @@ def test_train_names_a_bad_model_or_setting_before_any_work(tmp_path):
     assert result.exit_code == 2 and "optimizer must be one of" in result.output
     result = runner.invoke(app, ["train", "bow-linear", "-w", str(tmp_path)])
     assert result.exit_code == 2 and "coldtune plays ingest" in result.output
+    result = runner.invoke(app, ["train", "cnn", "-w", str(tmp_path), "--hidden", "5"])
+    assert result.exit_code == 2 and "--hidden does not apply to cnn" in result.output
+    assert "--architecture" in result.output  # and it says what cnn does take

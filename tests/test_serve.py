@@ -39,8 +39,8 @@ def test_health_says_what_is_served(client, catalogue):
         "songs": 150,
         "cold_songs": 30,
         "users": catalogue.n_users,
-        "model": "cnn-paper-mse",
-        "factors": 16,
+        "model": catalogue.model_name,
+        "factors": 50,
         "max_upload_bytes": MAX_UPLOAD_BYTES,
     }
 
@@ -110,7 +110,7 @@ def test_an_uploaded_clip_of_a_catalogue_song_finds_that_song(client, catalogue)
 def test_a_clip_in_another_format_and_rate_is_accepted(client):
     response = client.post("/api/clips", files={"file": ("tone.wav", wav_bytes(6.0, 44100))})
     assert response.status_code == 200, response.text
-    assert len(response.json()["factors"]) == 16
+    assert len(response.json()["factors"]) == 50
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,23 @@ def test_it_learns(rng, optimizer):
     assert result.history[result.best_epoch - 1]["validation_loss"] == best
 
 
+def test_bf16_autocast_learns_as_well_as_fp32(rng):
+    make_batch, objective, n = problem(rng)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        config = TrainConfig(learning_rate=0.01, max_epochs=40, batch_size=16, precision=precision)
+        result = train_loop(
+            model(), n_items=n, make_batch=make_batch, objective=objective, config=config
+        )
+        losses[precision] = result.best_validation_loss
+        first = result.history[0]["validation_loss"]
+        assert losses[precision] < 0.2 * first, precision
+    # bfloat16 keeps 8 bits of mantissa: the same fit, to within a few percent of the start
+    assert abs(losses["bf16"] - losses["fp32"]) < 0.05 * first, losses
+    with pytest.raises(ParameterError, match="precision must be one of fp32, bf16"):
+        TrainConfig(precision="fp8").validate()
+
+
 def test_early_stopping_keeps_the_best_epoch(rng):
     make_batch, objective, n = problem(rng)
     # a learning rate far too high: the loss gets worse, training stops after `patience`

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SMALL_SONGS, SMALL_USERS
 
 from coldtune import read_plays
 from coldtune.audio.decode import decode_clip
@@ -20,8 +21,6 @@ from coldtune.world import corpus
 from coldtune.world.build import INSTRUMENTS, build_world, msd_id, world_config
 from coldtune.world.listeners import AUDIO_ATTRIBUTES, ListenerConfig, simulate_listeners
 from coldtune.world.render import Rendering, render_clip
-
-SMALL_SONGS, SMALL_USERS = 150, 2000
 
 
 def read_tracks(world: Path) -> list[dict]:
@@ -162,35 +161,28 @@ def test_audio_extract_takes_every_clip_of_the_world(small_world, tmp_path):
     assert store.n_frames(read_tracks(world)[0]["song_id"]) == 1 + 30 * 22050 // 512
 
 
-def test_demo_runs_every_step_on_the_small_world(small_world, tmp_path):
-    from rich.console import Console
-
-    from coldtune.demo import run_demo
-    from coldtune.workspace import Workspace
-
-    world, _ = small_world
-    shutil.copytree(world, tmp_path / "W" / "world", copy_function=os.link)
-    console = Console(file=open(os.devnull, "w"))
-    results = run_demo(Workspace(tmp_path / "W"), world="small", console=console)
+def test_demo_runs_every_step_on_the_small_world(small_demo):
+    workspace, results = small_demo
     rows = {row["model"]: row for row in results["rows"]}
     assert rows["upper bound"]["auc"] > rows["random"]["auc"] + 0.1
-    # the bag-of-words baseline learns something from the audio
-    # the content models learn something from the audio, even from the small world's
-    # 120 warm songs: above chance (an AUC of 0.5) and above the random row
-    for model in ("bow-linear", "bow-mlp-mse", "bow-mlp-wpe", "metadata"):
+    # every content model learns something from the audio (or tags), even from the small
+    # world's 120 warm songs: above chance (an AUC of 0.5) and above the random row
+    content = ("bow-linear", "bow-mlp-mse", "bow-mlp-wpe", "mlr", "metadata")
+    for model in content:
         assert rows[model]["auc"] > max(0.53, rows["random"]["auc"]), rows[model]
-
-    # the CNN trains on random 3 s windows and predicts every cold song; on 120 songs it
-    # does not beat random yet (see docs/models.md), so only the run is checked
-    report = json.loads((tmp_path / "W" / "models" / "cnn-paper-mse" / "report.json").read_text())
-    assert report["epochs"] >= 1 and report["windows_per_s"] > 0
-    assert "cnn-paper-mse" in rows
-    with np.load(tmp_path / "W" / "models" / "cnn-paper-mse" / "predictions.npz") as saved:
-        assert saved["factors"].shape == (report["cold_songs"], 50)
-        assert np.isfinite(saved["factors"]).all()
-    assert (tmp_path / "W" / "features" / "rejects.tsv").exists()
+    for model in ("cnn-paper-mse", "cnn-paper-wpe"):
+        report = json.loads((workspace.models_dir(model) / "report.json").read_text())
+        assert report["epochs"] >= 1 and report["windows_per_s"] > 0
+        with np.load(workspace.models_dir(model) / "predictions.npz") as saved:
+            assert saved["factors"].shape == (report["cold_songs"], 50)
+            assert np.isfinite(saved["factors"]).all()
+    assert (workspace.features_dir / "rejects.tsv").exists()
+    # Table 2's layout, with the stage times, in the workspace
+    table = (workspace.results_dir / "experiment.md").read_text()
+    assert "| mlr | metric learning to rank |" in table
+    assert "| Stage | Seconds |" in table and "build the small demo world" in table
     # and ends with the report (tests/test_analyses.py checks what it holds)
-    assert "id='similar'" in (tmp_path / "W" / "results" / "report.html").read_text()
+    assert "id='similar'" in (workspace.results_dir / "report.html").read_text()
 
 
 # --------------------------------------------------------------------------- listeners

@@ -8,7 +8,10 @@ Layout, under `W/features/`:
     shards/NAME.mfcc.npy          MFCCs + deltas, the same frames [shape=(.., 3 n_mfcc)]
     shards/NAME.parquet           the shard's index: song_id, path, offset, frames, and
                                   `reason` for each clip it rejected (offset -1)
-    rejects.tsv, summary.json     written at the end of every `extract` run
+    parts/partIofN.json           what the last run of part i of n did, and the files it
+                                  rejected before decoding (a song id given twice)
+    rejects.tsv, summary.json     written at the end of every `extract` run (and by
+                                  `coldtune audio merge`, coldtune/audio/merge.py)
     logs/                         what the audio decoders printed, one file per worker
 
 Frames are stored frames-major so that a window of consecutive frames (the CNN's 3 s
@@ -395,6 +398,44 @@ def _check_config(features_dir: Path, config: ExtractConfig) -> None:
         write_json(path, config.to_dict())
 
 
+def _part_record_path(features_dir: Path, shard: ShardSpec) -> Path:
+    return features_dir / "parts" / f"{shard.prefix.rstrip('-')}.json"
+
+
+def read_part_records(features_dir: str | os.PathLike) -> dict[str, dict]:
+    """The record each finished `extract` run left for its part: {"part1of2": {...}}."""
+    folder = Path(features_dir) / "parts"
+    return {
+        path.stem: read_json(path, what="part record", hint="")
+        for path in sorted(folder.glob("part*of*.json"))
+    }
+
+
+def write_rejects(features_dir: str | os.PathLike, index: pa.Table) -> list[tuple[str, str, str]]:
+    """Write `rejects.tsv`: every file rejected by decoding (in the shard indexes) or
+    before it (in the part records), sorted by song id and path; returns the rows."""
+    features_dir = Path(features_dir)
+    rejects = {
+        (song_id, path, reason)
+        for song_id, path, reason in zip(
+            index["song_id"].to_pylist(),
+            index["path"].to_pylist(),
+            index["reason"].to_pylist(),
+            strict=True,
+        )
+        if reason is not None
+    }
+    for record in read_part_records(features_dir).values():
+        rejects.update(tuple(row) for row in record.get("listing_rejects", []))
+    rows = sorted(rejects, key=lambda r: (r[0], r[1]))
+    with atomic_path(features_dir / "rejects.tsv") as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write("song_id\tpath\treason\n")
+            for row in rows:
+                handle.write("\t".join(" ".join(str(v).split()) for v in row) + "\n")
+    return rows
+
+
 ProgressCallback = Callable[[int, int], None]  # (clips done in this run, clips to do)
 
 
@@ -446,30 +487,33 @@ def extract(
     if tasks:
         extracted, rejected = _run_tasks(tasks, workers, str(log_dir), len(todo), on_progress)
 
+    mine_rejected = [r for r in listing.rejected if shard.owns(r[0])]
+    # What this part's run saw before decoding (listing problems: duplicate ids) is in
+    # no shard index, so it is kept in the part's record; `coldtune audio merge` reads
+    # the records of every part, wherever each ran.
+    write_json(
+        _part_record_path(features_dir, shard),
+        {
+            "shard": f"{shard.index}/{shard.count}",
+            "clips_found": len(mine) + len(mine_rejected),
+            "already_done": len(mine) - len(todo),
+            "extracted": extracted,
+            "rejected_now": rejected,
+            "workers": workers,
+            "seconds": round(time.perf_counter() - start, 3),
+            "listing_rejects": [list(r) for r in mine_rejected],
+        },
+    )
     index = _read_indexes(shards_dir)
     rejects_path = features_dir / "rejects.tsv"
-    reasons = index["reason"].to_pylist()
-    stored_rejects = [
-        (song_id, path, reason)
-        for song_id, path, reason in zip(
-            index["song_id"].to_pylist(), index["path"].to_pylist(), reasons, strict=True
-        )
-        if reason is not None
-    ]
-    mine_rejected = [r for r in listing.rejected if shard.owns(r[0])]
-    all_rejects = sorted(stored_rejects + mine_rejected, key=lambda r: (r[0], r[1]))
-    with atomic_path(rejects_path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write("song_id\tpath\treason\n")
-            for row in all_rejects:
-                handle.write("\t".join(" ".join(str(v).split()) for v in row) + "\n")
+    all_rejects = write_rejects(features_dir, index)
     summary = ExtractSummary(
         clips_found=len(mine) + len(mine_rejected),
         already_done=len(mine) - len(todo),
         extracted=extracted,
         rejected_now=rejected,
         rejected_total=len(all_rejects),
-        songs_in_store=sum(r is None for r in reasons),
+        songs_in_store=int(pc.sum(pc.is_null(index["reason"])).as_py() or 0),
         seconds=time.perf_counter() - start,
         workers=workers,
         shard=f"{shard.index}/{shard.count}",

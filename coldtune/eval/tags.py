@@ -119,7 +119,7 @@ def tag_labels(song_tags: dict[str, set[str]], song_ids, tags: list[str]) -> np.
 def _bow_pca(workspace: Workspace, data) -> dict[str, np.ndarray]:
     """BoW-PCA features of the warm and cold songs, with the codebook of bow-linear when
     the workspace trained it (so its cached words are reused)."""
-    from coldtune.models import _bow_features
+    from coldtune.models import bow_features
     from coldtune.models.bow import PCA, BowConfig
     from coldtune.workspace import read_json
 
@@ -129,9 +129,9 @@ def _bow_pca(workspace: Workspace, data) -> dict[str, np.ndarray]:
         config = BowConfig(**{**options, "alphas": tuple(options.get("alphas", BowConfig.alphas))})
     else:  # the demo's choice: half as many words as warm songs, at most 1,000
         config = BowConfig(words=int(min(1000, max(16, len(data.warm_ids) // 2))))
-    warm, cold = _bow_features(workspace, data, config)
-    pca = PCA(config.variance).fit(warm)
-    return {"warm": pca.transform(warm), "cold": pca.transform(cold)}
+    features = bow_features(workspace, config=config, data=data)  # cached per codebook
+    pca = PCA(config.variance).fit(features.warm)
+    return {"warm": pca.transform(features.warm), "cold": pca.transform(features.cold)}
 
 
 def tag_experiment(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coldtune.errors import ParameterError, WorkspaceError
+from coldtune.models.distributed import current, finish, is_main_process
 from coldtune.workspace import Workspace, atomic_path, write_json
 
 
@@ -70,16 +71,68 @@ def _fingerprint(data: TrainingData) -> str:
     return digest.hexdigest()
 
 
-def _bow_features(workspace: Workspace, data: TrainingData, config) -> tuple:
-    """Word frequencies of the warm and cold songs, the codebook learned on warm songs."""
+@dataclass
+class BowFeatures:
+    """Word frequencies of the warm and cold songs, and the codebook (learned on warm
+    songs only) that made them."""
+
+    warm_ids: np.ndarray
+    warm: np.ndarray  # [shape=(n_warm, words)]
+    cold_ids: np.ndarray
+    cold: np.ndarray  # [shape=(n_cold, words)]
+    bag: object  # the fitted BagOfWords, to turn a new clip's MFCC frames into words
+
+
+def bow_features(workspace: Workspace, *, config=None, data: TrainingData | None = None):
+    """The songs' bag-of-words features (section 4.1), cached in W/bow/<key>/.
+
+    k-means with thousands of words is the slow part of every BoW model (11 s for 1,000
+    words on the demo world, minutes for 4,000 on the paper's data), so the codebook and
+    the word frequencies are kept and shared by bow-linear, bow-mlp, mlr and the tag
+    experiment. The key covers the codebook settings, the warm and cold songs and the
+    feature store's shards, so a new split or a new extraction makes a new codebook.
+    """
     from coldtune.audio.store import FeatureStore
+    from coldtune.models.bow import BagOfWords, BowConfig
+
+    config = (config or BowConfig()).validate()
+    data = data or training_data(workspace)
+    store = FeatureStore(workspace.features_dir)
+    key = _bow_key(config, data, store)
+    folder = workspace.root / "bow" / key
+    if (folder / "frequencies.npz").exists():
+        bag = BagOfWords.load(folder / "codebook.npz", config)
+        with np.load(folder / "frequencies.npz", allow_pickle=False) as saved:
+            return BowFeatures(data.warm_ids, saved["warm"], data.cold_ids, saved["cold"], bag)
+    bag = BagOfWords(config).fit([store.song(song, "mfcc") for song in data.warm_ids])
+    warm = bag.transform([store.song(song, "mfcc") for song in data.warm_ids])
+    cold = bag.transform([store.song(song, "mfcc") for song in data.cold_ids])
+    bag.save(folder / "codebook.npz")
+    write_json(folder / "config.json", config.to_dict())
+    # written last: its presence says the folder is complete
+    with atomic_path(folder / "frequencies.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, warm=warm, cold=cold)
+    return BowFeatures(data.warm_ids, warm, data.cold_ids, cold, bag)
+
+
+def _bow_key(config, data: TrainingData, store) -> str:
+    import hashlib
+
     from coldtune.models.bow import BagOfWords
 
-    store = FeatureStore(workspace.features_dir)
-    warm = [store.song(song, "mfcc") for song in data.warm_ids]
-    bag = BagOfWords(config).fit(warm)
-    cold = bag.transform([store.song(song, "mfcc") for song in data.cold_ids])
-    return bag.transform(warm), cold
+    digest = hashlib.blake2b(digest_size=10)
+    digest.update(repr([getattr(config, f) for f in BagOfWords.CODEBOOK_FIELDS]).encode())
+    for ids in (data.warm_ids, data.cold_ids):
+        digest.update("\n".join(map(str, ids)).encode() + b"\0")
+    for name in store.shard_names:
+        index = store.root / "shards" / f"{name}.parquet"
+        digest.update(f"{name}:{index.stat().st_size}:{index.stat().st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _bow_features(workspace: Workspace, data: TrainingData, config) -> tuple:
+    features = bow_features(workspace, config=config, data=data)
+    return features.warm, features.cold
 
 
 def _train_bow_linear(workspace: Workspace, **options) -> dict:
@@ -212,7 +265,104 @@ def _train_bow_mlp(
     }
 
 
-def _train_metadata(workspace: Workspace, *, vocabulary: int = 1000, seed: int = 0, **_) -> dict:
+def _train_mlr(
+    workspace: Workspace,
+    *,
+    dims: int = 50,
+    neighbours: int = 10,
+    margin: float = 1.0,
+    learning_rate: float = 3e-3,
+    optimizer: str = "adamw",
+    batch_size: int = 256,
+    max_epochs: int = 100,
+    patience: int = 10,
+    **options,
+) -> dict:
+    """Section 4.1's metric learning to rank on BoW-PCA features (coldtune/models/mlr.py):
+    a metric learned from shared listeners; users score a cold song by mean similarity
+    to the songs they played."""
+    import torch
+
+    from coldtune.models.bow import PCA, BowConfig
+    from coldtune.models.mlr import (
+        Metric,
+        MLRConfig,
+        listener_neighbours,
+        sample_triplets,
+        triplet_auc_loss,
+        usage_factors,
+    )
+    from coldtune.models.training import TrainConfig, train_loop
+
+    config = MLRConfig(dims=dims, neighbours=neighbours, margin=margin).validate()
+    bow_config = BowConfig(**options).validate()
+    train_config = TrainConfig(
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=bow_config.seed,
+    ).validate()
+    data = training_data(workspace)
+    warm, cold = _bow_features(workspace, data, bow_config)
+    pca = PCA(bow_config.variance).fit(warm)
+    warm_z, cold_z = pca.transform(warm), pca.transform(cold)
+    scale = warm_z.std(axis=0) + 1e-8  # whitened: every component starts with equal weight
+    features = torch.as_tensor((warm_z / scale).astype(np.float32))
+    near = listener_neighbours(data.warm_confidence, config.neighbours)
+    queries = np.flatnonzero((near >= 0).any(axis=1))  # songs with a co-listened song
+    if len(queries) < 2:
+        raise WorkspaceError("fewer than 2 warm songs share listeners: nothing to learn from")
+    torch.manual_seed(bow_config.seed)
+    metric = Metric(features.shape[1], config.dims or features.shape[1])
+
+    def make_batch(rows: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        query = queries[rows]
+        relevant, irrelevant = sample_triplets(query, near, len(features), rng)
+        return features[np.concatenate([query, relevant, irrelevant])]
+
+    result = train_loop(
+        metric,
+        n_items=len(queries),
+        make_batch=make_batch,
+        objective=lambda embedded, _rows: triplet_auc_loss(embedded, config.margin),
+        config=train_config,
+        checkpoint=workspace.models_dir("mlr") / "checkpoint.pt",
+        identity={"mlr": config.to_dict(), "bow": bow_config.to_dict(), "data": _fingerprint(data)},
+        device="cpu",
+    )
+    metric.eval()
+    with torch.no_grad():
+        warm_embedded = metric(features).numpy().astype(np.float64)
+        cold_embedded = metric(torch.as_tensor((cold_z / scale).astype(np.float32))).numpy()
+    # the users' played songs are the warm songs' training plays; cold plays never enter
+    user_factors, song_factors = usage_factors(
+        warm_embedded, data.warm_confidence, cold_embedded.astype(np.float64)
+    )
+    report = {
+        "warm_songs": len(data.warm_ids),
+        "cold_songs": len(data.cold_ids),
+        "query_songs": len(queries),
+        "pca_components": int(pca.components_.shape[0]),
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "best_validation_loss": result.best_validation_loss,
+        "resumed_from_epoch": result.resumed_from_epoch,
+    }
+    return {
+        "config": {
+            "mlr": config.to_dict(),
+            "bow": bow_config.to_dict(),
+            "train": train_config.to_dict(),
+        },
+        "predictions": (data.cold_ids, song_factors),
+        "user_factors": user_factors,
+        "report": report,
+    }
+
+
+def _train_metadata(workspace: Workspace, *, vocabulary: int = 1000, seed: int = 0) -> dict:
     """The metadata-based reference of section 1.1: the songs' Last.fm tags (weights /
     100, the `vocabulary` tags most used on warm songs) -> ridge -> the factors. A song
     without tags gets the warm songs' mean factors (the ridge's bias)."""
@@ -274,12 +424,18 @@ def _train_cnn(
     max_epochs: int = 30,
     patience: int = 5,
     dropout: float = 0.0,
+    windows_per_song: int = 1,
+    precision: str = "fp32",
     seed: int = 0,
-    **_,
 ) -> dict:
     """Section 4.2: a CNN on random 3 s log-mel windows of the warm songs, trained with
     eq. (4) or eq. (5) in the shared loop; a cold song's factors are the mean over its
-    consecutive windows."""
+    consecutive windows.
+
+    windows_per_song : random windows of each song in a batch (a batch of `batch_size`
+        songs holds batch_size x windows_per_song windows), all with the song's target;
+        validation is split by song, so no song is on both sides.
+    """
     import torch
 
     from coldtune.audio.store import FeatureStore
@@ -289,12 +445,15 @@ def _train_cnn(
 
     if objective not in OBJECTIVES:
         raise ParameterError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if windows_per_song < 1:
+        raise ParameterError(f"windows_per_song must be >= 1, got {windows_per_song!r}")
     train_config = TrainConfig(
         optimizer=optimizer,
         learning_rate=learning_rate,
         batch_size=batch_size,
         max_epochs=max_epochs,
         patience=patience,
+        precision=precision,
         seed=seed,
     ).validate()
     data = training_data(workspace)
@@ -317,14 +476,15 @@ def _train_cnn(
         wpe = WPELoss(data.user_factors, data.warm_confidence)
 
         def loss(predicted, rows):
-            return wpe(predicted.float().cpu(), rows)
+            return wpe(predicted.float().cpu(), np.repeat(rows, windows_per_song))
     else:
 
         def loss(predicted, rows):
-            return mse_loss(predicted.float().cpu(), targets[rows])
+            return mse_loss(predicted.float().cpu(), targets[np.repeat(rows, windows_per_song)])
 
     def make_batch(rows: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        windows = store.random_windows(data.warm_ids[rows], frames=WINDOW_FRAMES, rng=rng)
+        songs = data.warm_ids[np.repeat(rows, windows_per_song)]
+        windows = store.random_windows(songs, frames=WINDOW_FRAMES, rng=rng)
         return torch.from_numpy(windows.astype(np.float32))
 
     name = f"cnn-{architecture}-{objective}"
@@ -335,8 +495,15 @@ def _train_cnn(
         objective=loss,
         config=train_config,
         checkpoint=workspace.models_dir(name) / "checkpoint.pt",
-        identity={"cnn": config.to_dict(), "objective": objective, "data": _fingerprint(data)},
+        identity={
+            "cnn": config.to_dict(),
+            "objective": objective,
+            "windows_per_song": windows_per_song,
+            "data": _fingerprint(data),
+        },
     )
+    if not is_main_process():  # under torchrun, rank 0 predicts and writes; `train` skips
+        return {"name": name, "predictions": None, "config": {}, "report": {}}
     predictions = np.stack(
         [predict_clip(model, store.song(song, "mel")) for song in data.cold_ids]
     ).astype(np.float32)
@@ -350,11 +517,17 @@ def _train_cnn(
         "best_epoch": result.best_epoch,
         "best_validation_loss": result.best_validation_loss,
         "resumed_from_epoch": result.resumed_from_epoch,
-        "windows_per_s": round(float(np.median([r["items_per_s"] for r in result.history])), 1),
+        "windows_per_s": round(
+            windows_per_song * float(np.median([r["items_per_s"] for r in result.history])), 1
+        ),
     }
     return {
         "name": name,
-        "config": {"cnn": config.to_dict(), "train": train_config.to_dict()},
+        "config": {
+            "cnn": config.to_dict(),
+            "train": train_config.to_dict(),
+            "windows_per_song": windows_per_song,
+        },
         "predictions": (data.cold_ids, predictions),
         "report": report,
     }
@@ -365,21 +538,50 @@ CONTENT_MODELS: dict[str, Callable[..., dict]] = {
     "metadata": _train_metadata,
     "bow-linear": _train_bow_linear,
     "bow-mlp": _train_bow_mlp,
+    "mlr": _train_mlr,
 }
+
+
+def model_options(name: str) -> tuple[str, ...]:
+    """The options content model `name` takes: its trainer's keywords, and the
+    bag-of-words settings for the models built on bag-of-words features."""
+    import inspect
+
+    from coldtune.models.bow import BowConfig
+
+    parameters = inspect.signature(CONTENT_MODELS[name]).parameters.values()
+    names = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        names += [field for field in BowConfig.__dataclass_fields__ if field not in names]
+    return tuple(names)
 
 
 def train(workspace: Workspace, name: str, **options) -> dict:
     """Train content model `name` and write its predictions for the cold songs."""
     if name not in CONTENT_MODELS:
         raise ParameterError(f"model must be one of {', '.join(CONTENT_MODELS)}, got {name!r}")
+    accepted = model_options(name)
+    wrong = [option for option in options if option not in accepted]
+    if wrong:
+        flags = ", ".join("--" + option.replace("_", "-") for option in wrong)
+        takes = ", ".join("--" + option.replace("_", "-") for option in accepted)
+        raise ParameterError(f"{flags} does not apply to {name}; it takes {takes}")
     start = time.perf_counter()
     result = CONTENT_MODELS[name](workspace, **options)
+    if not is_main_process():  # under torchrun only rank 0 writes the model's artefacts
+        rank = current().rank
+        finish()
+        return {"rank": rank}
     # a model may name its row by its settings (bow-mlp-wpe); its folder follows
     folder = workspace.models_dir(result.get("name", name))
     song_ids, factors = result["predictions"]
     with atomic_path(folder / "predictions.npz") as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, song_ids=np.asarray(song_ids, dtype=str), factors=factors)
+        arrays = {"song_ids": np.asarray(song_ids, dtype=str), "factors": factors}
+        if "user_factors" in result:  # a model that scores with users of its own (mlr)
+            arrays["user_factors"] = result["user_factors"]
+        np.savez(handle, **arrays)
     write_json(folder / "config.json", result["config"])
     report = {**result["report"], "seconds": round(time.perf_counter() - start, 2)}
     write_json(folder / "report.json", report)
+    finish()
     return report

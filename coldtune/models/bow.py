@@ -85,6 +85,28 @@ class BagOfWords:
         self.codebook_ = kmeans.centroids.copy()
         return self
 
+    # the settings that decide the codebook (PCA and ridge settings do not)
+    CODEBOOK_FIELDS = ("words", "kmeans_iterations", "kmeans_restarts", "frames_per_song", "seed")
+
+    def save(self, path) -> None:
+        """Write the standardisation and codebook (npz), atomically."""
+        from coldtune.workspace import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, mean=self.mean_, scale=self.scale_, codebook=self.codebook_)
+
+    @classmethod
+    def load(cls, path, config: BowConfig) -> BagOfWords:
+        bag = cls(config)
+        with np.load(path, allow_pickle=False) as saved:
+            bag.mean_, bag.scale_ = saved["mean"], saved["scale"]
+            bag.codebook_ = saved["codebook"]
+        if bag.codebook_.shape[0] != config.words:
+            raise ParameterError(
+                f"{path}: codebook has {bag.codebook_.shape[0]} words, config says {config.words}"
+            )
+        return bag
+
     def transform(self, songs_frames: list[np.ndarray]) -> np.ndarray:
         """Word frequencies of each song [shape=(n_songs, words)]."""
         import faiss

@@ -4,6 +4,7 @@ AdamW or SGD with Nesterov momentum, a validation split of the warm songs, early
 on the validation loss (the best epoch's weights are kept), a checkpoint after every
 epoch with everything needed to resume the very same run (weights, optimiser, random
 generators, history), progress with items/s and loss, fixed seeds. CUDA when present.
+Under torchrun, DistributedDataParallel over the processes (coldtune/models/distributed.py).
 
 A model supplies two functions: `make_batch(rows, rng)` -> the model's input for those
 training items, and `objective(predicted, rows)` -> the loss; the loop does the rest.
@@ -11,6 +12,7 @@ training items, and `objective(predicted, rows)` -> the loss; the loop does the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from coldtune.errors import ParameterError
+from coldtune.models.distributed import Distributed, current
 from coldtune.workspace import atomic_path
 
 
@@ -39,6 +42,14 @@ def _sgd_nesterov(params, config: TrainConfig):
 
 OPTIMIZERS: dict[str, Callable] = {"adamw": _adamw, "sgd-nesterov": _sgd_nesterov}
 
+# The arithmetic of the forward pass. bf16 autocasts matrix products and convolutions to
+# bfloat16 (weights and optimiser stay float32); on CPUs with AVX512-BF16 or AMX that is
+# faster, elsewhere it can be slower: docs/benchmarks.md has the figures.
+PRECISIONS: dict[str, Callable[[torch.device], contextlib.AbstractContextManager]] = {
+    "fp32": lambda device: contextlib.nullcontext(),
+    "bf16": lambda device: torch.autocast(device.type, dtype=torch.bfloat16),
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -50,12 +61,17 @@ class TrainConfig:
     max_epochs: int = 200
     patience: int = 10  # epochs without a better validation loss before stopping
     validation_fraction: float = 0.1
+    precision: str = "fp32"  # a name in PRECISIONS
     seed: int = 0
 
     def validate(self) -> TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ParameterError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ParameterError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         for name in ("batch_size", "max_epochs", "patience"):
             if getattr(self, name) < 1:
@@ -102,8 +118,10 @@ def train_loop(
         from it. identity : anything that must match for a resume to be valid.
     """
     config = config.validate()
-    device = torch.device(device) if device is not None else _default_device()
+    ddp = current()  # one process, or this one's place among torchrun's processes
+    device = ddp.device(device)
     model.to(device)
+    net = ddp.wrap(model, device)  # runs forward and backward; the weights stay model's
     split_rng = np.random.default_rng([config.seed, 0])
     order = split_rng.permutation(n_items)
     n_val = max(1, int(round(config.validation_fraction * n_items)))
@@ -131,18 +149,31 @@ def train_loop(
 
     while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
         start = time.perf_counter()
-        model.train()
-        shuffled = rng.permutation(train_rows)
-        losses = []
+        net.train()
+        shuffled = rng.permutation(train_rows)  # the same in every process
+        batch_rng = _batch_rng(rng, ddp, config.seed, state["epoch"])
+        losses, n_rows = [], 0
         for lo in range(0, len(shuffled), config.batch_size):
-            rows = shuffled[lo : lo + config.batch_size]
+            batch = shuffled[lo : lo + config.batch_size]
+            if len(batch) < ddp.world_size:
+                break  # DDP needs every process in every step: too few rows to share
+            rows = ddp.part(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss = objective(model(make_batch(rows, rng).to(device)), rows)
-            loss.backward()
+            with PRECISIONS[config.precision](device):
+                predicted = net(make_batch(rows, batch_rng).to(device))
+            loss = objective(predicted.float(), rows)
+            if ddp.enabled:
+                # DDP averages the processes' gradients; scaled by its share of the batch,
+                # each one's mean loss makes that the gradient of the batch's mean loss
+                (loss * (len(rows) * ddp.world_size / len(batch))).backward()
+            else:
+                loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()) * len(rows))
-        train_loss = sum(losses) / len(train_rows)
-        validation_loss = _validate(model, val_rows, make_batch, objective, config, device)
+            n_rows += len(rows)
+        total, n_rows = ddp.sum([sum(losses), n_rows], device)
+        train_loss = total / n_rows
+        validation_loss = _validate(model, val_rows, make_batch, objective, config, device, ddp)
         state["epoch"] += 1
         if validation_loss < state["best"]:
             state["best"], state["best_epoch"], state["bad_epochs"] = (
@@ -160,7 +191,7 @@ def train_loop(
             "items_per_s": len(train_rows) / (time.perf_counter() - start),
         }
         state["history"].append(record)
-        if checkpoint is not None:
+        if checkpoint is not None and ddp.is_main:
             with atomic_path(checkpoint) as tmp:
                 torch.save(
                     {
@@ -174,23 +205,33 @@ def train_loop(
                     },
                     tmp,
                 )
-        if on_epoch is not None:
+        if on_epoch is not None and ddp.is_main:
             on_epoch(record)
     model.load_state_dict(best_weights)
     return TrainResult(state["history"], state["best_epoch"], state["best"], resumed)
 
 
-def _validate(model, rows, make_batch, objective, config, device) -> float:
-    """The validation loss, on the same inputs every epoch (a fixed generator)."""
+def _validate(model, rows, make_batch, objective, config, device, ddp: Distributed) -> float:
+    """The validation loss, on the same inputs every epoch (a fixed generator); under DDP
+    each process scores its share of the rows and the sums are added up."""
     model.eval()
-    rng = np.random.default_rng([config.seed, 2])
+    rng = np.random.default_rng([config.seed, 2, *([ddp.rank] if ddp.enabled else [])])
+    mine = ddp.part(rows)
     total = 0.0
     with torch.no_grad():
-        for lo in range(0, len(rows), config.batch_size):
-            batch = rows[lo : lo + config.batch_size]
-            total += float(objective(model(make_batch(batch, rng).to(device)), batch)) * len(batch)
-    return total / len(rows)
+        for lo in range(0, len(mine), config.batch_size):
+            batch = mine[lo : lo + config.batch_size]
+            with PRECISIONS[config.precision](device):
+                predicted = model(make_batch(batch, rng).to(device))
+            total += float(objective(predicted.float(), batch)) * len(batch)
+    return ddp.sum([total], device)[0] / len(rows)
 
 
-def _default_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+def _batch_rng(rng: np.random.Generator, ddp: Distributed, seed: int, epoch: int):
+    """The generator of an epoch's random inputs: in one process the loop's own; under
+    DDP one per process, seeded by (seed, epoch, rank) so that a resumed run draws the
+    same (and torch's, for dropout, likewise)."""
+    if not ddp.enabled:
+        return rng
+    torch.manual_seed(ddp.seed(seed, epoch))
+    return np.random.default_rng([seed, 3, epoch, ddp.rank])

@@ -1,0 +1,107 @@
+"""`coldtune experiment`: the protocol end to end and Table 2's layout."""
+
+import json
+from dataclasses import replace
+
+import pytest
+from typer.testing import CliRunner
+
+from coldtune import pipeline
+from coldtune.cf.wmf import WMFConfig
+from coldtune.cli import app
+from coldtune.data.synth import synth_config, synth_plays, write_plays
+from coldtune.errors import ParameterError
+from coldtune.experiment import (
+    EXPERIMENTS,
+    ModelRun,
+    Stages,
+    experiment_config,
+    experiment_markdown,
+    run_experiment,
+)
+from coldtune.workspace import Workspace
+
+
+def test_presets_are_the_papers_settings():
+    subset, full = EXPERIMENTS["paper-subset"], EXPERIMENTS["paper-full"]
+    assert (subset.split.top_songs, subset.split.users, subset.split.cold_songs) == (
+        9_330,
+        20_000,
+        1_881,
+    )
+    assert (full.split.top_songs, full.split.users, full.split.cold_songs) == (None, None, 46_728)
+    assert (subset.wmf.factors, full.wmf.factors) == (50, 400)
+    assert subset.words == 4000
+    rows = [run.row for run in subset.models]
+    assert rows == [
+        "bow-linear",
+        "bow-mlp-mse",
+        "bow-mlp-wpe",
+        "mlr",
+        "cnn-paper-mse",
+        "cnn-paper-wpe",
+        "metadata",
+    ]
+    seeded = experiment_config("paper-subset", seed=3, backend="torch")
+    assert (seeded.split.seed, seeded.wmf.random_state, seeded.wmf.backend) == (3, 3, "torch")
+    with pytest.raises(ParameterError, match="preset must be one of"):
+        experiment_config("table-9")
+
+
+def test_rows_without_their_data_are_listed_not_run(tmp_path):
+    write_plays(synth_plays(synth_config("tiny")), tmp_path / "plays.txt")
+    workspace = Workspace(tmp_path / "W")
+    pipeline.ingest(tmp_path / "plays.txt", workspace)
+    config = replace(EXPERIMENTS["demo"], wmf=WMFConfig(factors=8, iterations=3))
+    events = []
+    stages = Stages(on_stage=lambda event, name: events.append((event, name)))
+    results = run_experiment(workspace, config, stages=stages)
+    assert [row["model"] for row in results["rows"]] == ["random", "upper bound"]
+    skipped = {row["model"]: row["why"] for row in results["skipped"]}
+    assert set(skipped) == {run.row for run in config.models}
+    assert "coldtune audio extract" in skipped["cnn-paper-mse"]
+    assert "coldtune tags ingest" in skipped["metadata"]
+    assert [name for event, name in events if event == "done"] == list(results["stages"])
+    assert list(results["stages"]) == ["split", "WMF, 8 factors (implicit)", "evaluate"]
+    saved = json.loads((workspace.results_dir / "experiment.json").read_text())
+    assert saved["rows"] == results["rows"] and saved["config"]["wmf"]["factors"] == 8
+    table = (workspace.results_dir / "experiment.md").read_text()
+    assert "| metadata | not run: no tags in the workspace" in table
+    assert table == experiment_markdown(results)
+
+
+def test_markdown_has_table_2s_layout():
+    results = {
+        "title": "Cold-start recommendation (section 5.2)",
+        "k": 500,
+        "n_users": 20_000,
+        "n_users_evaluated": 19_000,
+        "n_songs": 9_330,
+        "n_cold_songs": 1_881,
+        "factors": 50,
+        "rows": [
+            {"model": "random", "map": 0.00327, "auc": 0.49674},
+            {"model": "mlr", "map": 0.01801, "auc": 0.60642},
+        ],
+        "labels": {"mlr": "metric learning to rank"},
+        "stages": {"split": 1.5},
+    }
+    lines = experiment_markdown(results).splitlines()
+    assert (
+        "19,000 users evaluated (of 20,000), 9,330 songs of which 1,881 cold, 50 factors." in lines
+    )
+    assert "| random | random | 0.00327 | 0.49674 |" in lines
+    assert "| mlr | metric learning to rank | 0.01801 | 0.60642 |" in lines
+    assert "| split | 1.5 |" in lines
+
+
+def test_cli_names_a_bad_preset(tmp_path):
+    result = CliRunner().invoke(app, ["experiment", "-w", str(tmp_path), "--preset", "nope"])
+    assert result.exit_code == 2 and "preset must be one of demo, paper-subset" in result.output
+
+
+def test_model_run_rows_follow_the_trainers_names():
+    assert ModelRun("cnn", (("architecture", "global-pooling"), ("objective", "wpe"))).row == (
+        "cnn-global-pooling-wpe"
+    )
+    assert ModelRun("bow-mlp").row == "bow-mlp-mse"
