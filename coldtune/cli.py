@@ -642,7 +642,7 @@ def similar(
         if not neighbours:
             console.print("  (the song has no audio)")
         for rank, nb in enumerate(neighbours, start=1):
-            line = _song_line(catalogue, nb.index, f"  {nb.similarity:.3f}")
+            line = _song_line(catalogue, nb.index, f"  {nb.similarity:.4f}")
             console.print(f"  {rank:>2}. {line}", highlight=False, soft_wrap=True)
 
 
@@ -715,7 +715,7 @@ def embed(
         console.print(" ".join(f"{v:.4f}" for v in predicted), highlight=False, soft_wrap=True)
     console.print("\nmost similar songs (predicted usage patterns):")
     for rank, nb in enumerate(catalogue.similar_to_factors(predicted, n=n), start=1):
-        line = _song_line(catalogue, nb.index, f"  {nb.similarity:.3f}")
+        line = _song_line(catalogue, nb.index, f"  {nb.similarity:.4f}")
         console.print(f"  {rank:>2}. {line}", highlight=False, soft_wrap=True)
     console.print("\nusers most likely to enjoy it (predicted preference x_u^T y):")
     for rank, (u, score) in enumerate(catalogue.listeners(predicted, n=n), start=1):

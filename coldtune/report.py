@@ -205,7 +205,7 @@ def render(
         for space in ("usage", "predicted"):
             items = "".join(
                 f"<li>{_song(catalogue, nb.index)} "
-                f"<span class='note'>{nb.similarity:.3f}</span></li>"
+                f"<span class='note'>{nb.similarity:.4f}</span></li>"
                 for nb in example[space]
             )
             cells.append(f"<ol>{items}</ol>")

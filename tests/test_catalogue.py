@@ -69,7 +69,8 @@ def test_a_catalogue_clip_embedded_as_new_finds_itself(catalogue):
     row = int(np.flatnonzero(catalogue.cold)[0])
     song = str(catalogue.song_ids[row])
     factors = catalogue.embed_file(catalogue.clips[song])
-    np.testing.assert_array_equal(factors, catalogue.predicted_factors[row])
+    # equal up to the order of float sums (threads may differ between the two runs)
+    np.testing.assert_allclose(factors, catalogue.predicted_factors[row], atol=1e-6)
     nearest = catalogue.similar_to_factors(factors, n=3)
     assert nearest[0].index == row and nearest[0].similarity == pytest.approx(1.0)
 
