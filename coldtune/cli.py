@@ -400,7 +400,7 @@ def train(
         str | None, typer.Option(help="cnn: paper (default) or global-pooling.")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="cnn, mlr, bow-mlp: items per batch (64, 256, 64).")
+        int | None, typer.Option(help="cnn, mlr, bow-mlp: songs per batch (32, 256, 64).")
     ] = None,
     words: Annotated[
         int | None, typer.Option(help="bow-*, mlr: k-means codebook size (4000).")
@@ -427,7 +427,7 @@ def train(
         str | None, typer.Option(help="torch models: adamw (default) or sgd-nesterov.")
     ] = None,
     learning_rate: Annotated[
-        float | None, typer.Option(help="torch models: learning rate (1e-3).")
+        float | None, typer.Option(help="torch models: learning rate (1e-3; mlr 3e-3, cnn 3e-4).")
     ] = None,
     max_epochs: Annotated[
         int | None, typer.Option(help="torch models: most epochs (bow-mlp 200, mlr 100, cnn 30).")
@@ -437,7 +437,7 @@ def train(
         typer.Option(help="torch models: epochs without improvement before stopping (10, cnn 5)."),
     ] = None,
     windows_per_song: Annotated[
-        int | None, typer.Option(help="cnn: random 3 s windows of each song per batch (1).")
+        int | None, typer.Option(help="cnn: random 3 s windows of each song per batch (4).")
     ] = None,
     precision: Annotated[
         str | None, typer.Option(help="cnn: fp32 (default) or bf16 autocast.")

@@ -73,7 +73,7 @@ EXPERIMENTS: dict[str, ExperimentConfig] = {
     "demo": ExperimentConfig(
         split=SplitConfig(cold_fraction=0.2),
         wmf=WMFConfig(factors=50),
-        models=_table2_models(max_epochs=40, patience=6),
+        models=_table2_models(max_epochs=20, patience=5),
         words=None,
     ),
     # Table 2: 9,330 most popular songs, 20,000 users, 1,881 cold songs, 50 factors

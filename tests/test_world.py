@@ -168,6 +168,7 @@ def test_demo_runs_every_step_on_the_small_world(small_demo):
     # every content model learns something from the audio (or tags), even from the small
     # world's 120 warm songs: above chance (an AUC of 0.5) and above the random row
     content = ("bow-linear", "bow-mlp-mse", "bow-mlp-wpe", "mlr", "metadata")
+    content += ("cnn-paper-mse", "cnn-paper-wpe")
     for model in content:
         assert rows[model]["auc"] > max(0.53, rows["random"]["auc"]), rows[model]
     for model in ("cnn-paper-mse", "cnn-paper-wpe"):
