@@ -4,10 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the project needs at run time; installed only when missing.
-# fluidsynth renders the demo world's clips; the Java runtime runs Spark (WMF backend
-# "spark", the optional extra `coldtune[spark]`, which `make test` installs); its
-# post-install script fails where /usr/share/man/man1 is missing (slim images).
-APT_PACKAGES := fluidsynth openjdk-17-jre-headless
+# fluidsynth renders the demo world's clips; chromium (with a font) runs the page's tests,
+# driven by playwright with this browser (playwright downloads none); the Java runtime
+# runs Spark (WMF backend "spark", the optional extra `coldtune[spark]`, which `make test`
+# installs); its post-install script fails where /usr/share/man/man1 is missing (slim images).
+APT_PACKAGES := fluidsynth chromium fonts-dejavu-core openjdk-17-jre-headless
 
 .PHONY: setup demo test lint bench clean
 

@@ -40,7 +40,9 @@ audio_app = typer.Typer(
     help="Audio clips: decode, log-mel and MFCC features, the feature store.",
     no_args_is_help=True,
 )
-tags_app = typer.Typer(help="Last.fm tags.", no_args_is_help=True)
+tags_app = typer.Typer(
+    help="Last.fm tags: `coldtune tags -w W` predicts them (section 5.1); `tags ingest` reads them."
+)
 app.add_typer(tags_app, name="tags")
 world_app = typer.Typer(
     help="The demo world: music21's corpus rendered to audio, simulated listeners.",
@@ -653,6 +655,231 @@ def demo(
         workers=workers,
         console=console,
     )
+
+
+# --------------------------------------------------------------------------- using the predictions
+
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="Clip model (a CNN in W/models); default: the best by cold-start AUC."),
+]
+
+
+def _song_line(catalogue, row: int, extra: str = "") -> str:
+    cold = " (cold)" if catalogue.cold[row] else ""
+    return f"{catalogue.label(row)}{cold}  ({catalogue.song_ids[row]}){extra}"
+
+
+@tags_app.callback(invoke_without_command=True)
+@friendly
+def tags_predict(
+    ctx: typer.Context,
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="The experiment's folder.")
+    ] = None,
+    n_tags: Annotated[int, typer.Option("--tags", help="The most frequent tags to predict.")] = 50,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 10,
+    model: ModelOption = None,
+):
+    """Tag prediction (section 5.1): mean AUC of a logistic regression per tag from WMF
+    factors, BoW-PCA audio features and predicted factors."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if workspace is None:
+        console.print(ctx.get_help())
+        raise typer.Exit(0)
+    from coldtune.eval.tags import TagConfig, tag_experiment, tags_markdown
+
+    with _progress(TextColumn("{task.description:<22}")) as progress:
+        tasks: dict[str, int] = {}
+
+        def show(row: str, column: str, done: int, total: int) -> None:
+            name = f"{row}, {column}"
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done)
+
+        results = tag_experiment(
+            Workspace(workspace),
+            TagConfig(tags=n_tags, folds=folds, min_songs=max(10, folds)),
+            model=model,
+            on_progress=show,
+        )
+    console.print(tags_markdown(results), highlight=False, soft_wrap=True)
+    console.print(f"wrote {workspace / 'results' / 'tags.json'} and tags.md")
+
+
+@app.command("similar")
+@friendly
+def similar(
+    song: Annotated[str, typer.Argument(help="A song id (`coldtune search` finds one).")],
+    workspace: WorkspaceOption,
+    n: Annotated[int, typer.Option("-n", help="Songs per column.")] = 10,
+    model: ModelOption = None,
+):
+    """Table 4: the songs with the closest usage patterns, by WMF and by predicted factors."""
+    from coldtune.catalogue import Catalogue
+
+    catalogue = Catalogue(Workspace(workspace), model=model)
+    found = catalogue.similar(song, n=n)
+    console.print(f"[bold]{_song_line(catalogue, catalogue.song_row(song))}[/]", highlight=False)
+    titles = {"usage": "by usage (WMF factors)", "predicted": f"by audio ({catalogue.model_name})"}
+    for space, neighbours in found.items():
+        console.print(f"\n{titles[space]}:")
+        if not neighbours:
+            console.print("  (the song has no audio)")
+        for rank, nb in enumerate(neighbours, start=1):
+            line = _song_line(catalogue, nb.index, f"  {nb.similarity:.4f}")
+            console.print(f"  {rank:>2}. {line}", highlight=False, soft_wrap=True)
+
+
+@app.command("search")
+@friendly
+def search(
+    query: Annotated[str, typer.Argument(help="Words of an artist, a title or an id.")],
+    workspace: WorkspaceOption,
+    n: Annotated[int, typer.Option("-n", help="Most songs to list.")] = 20,
+):
+    """Find songs by artist or title, to get their ids."""
+    from coldtune.catalogue import song_metadata
+
+    ws = Workspace(workspace)
+    words = query.lower().split()
+    found = [
+        (song, artist, title)
+        for song, (artist, title) in song_metadata(ws).items()
+        if all(w in f"{artist} {title} {song}".lower() for w in words)
+    ]
+    for song, artist, title in found[:n]:
+        console.print(f"{song}  {artist} - {title}", highlight=False)
+    if not found:
+        console.print("no song matches")
+
+
+@app.command("recommend")
+@friendly
+def recommend(
+    user: Annotated[str, typer.Argument(help="A user id.")],
+    workspace: WorkspaceOption,
+    n: Annotated[int, typer.Option("-n", help="Songs to recommend.")] = 20,
+    cold_only: Annotated[bool, typer.Option(help="Only songs nobody has played yet.")] = False,
+    model: ModelOption = None,
+):
+    """Top songs for a user by x_u^T y (warm songs: WMF; cold songs: predicted factors)."""
+    from coldtune.catalogue import Catalogue
+
+    catalogue = Catalogue(Workspace(workspace), model=model)
+    u = catalogue.user_row(user)
+    about = catalogue.user_summary(u)
+    console.print(
+        f"[bold]{user}[/]: {about['songs_played']} songs played, most: "
+        + "; ".join(about["top_songs"]),
+        highlight=False,
+        soft_wrap=True,
+    )
+    for rank, pick in enumerate(catalogue.recommend(user, n=n, cold_only=cold_only), start=1):
+        held = f", played {pick['held_out_plays']}x (held out)" if pick["held_out_plays"] else ""
+        line = _song_line(catalogue, pick["row"], f"  {pick['score']:.3f}{held}")
+        console.print(f"{rank:>3}. {line}", highlight=False, soft_wrap=True)
+
+
+@app.command("embed")
+@friendly
+def embed(
+    file: Annotated[Path, typer.Argument(help="An audio file (mp3, ogg, wav, flac, ...).")],
+    workspace: WorkspaceOption,
+    n: Annotated[int, typer.Option("-n", help="Songs and users to list.")] = 10,
+    model: ModelOption = None,
+    factors: Annotated[bool, typer.Option(help="Print the predicted factors too.")] = False,
+):
+    """A brand-new clip: its predicted factors, the most similar songs, likely listeners."""
+    from coldtune.catalogue import Catalogue
+
+    catalogue = Catalogue(Workspace(workspace), model=model)
+    predicted = catalogue.embed_file(file)
+    console.print(f"[bold]{file}[/]: factors predicted by {catalogue.model_name}", highlight=False)
+    if factors:
+        console.print(" ".join(f"{v:.4f}" for v in predicted), highlight=False, soft_wrap=True)
+    console.print("\nmost similar songs (predicted usage patterns):")
+    for rank, nb in enumerate(catalogue.similar_to_factors(predicted, n=n), start=1):
+        line = _song_line(catalogue, nb.index, f"  {nb.similarity:.4f}")
+        console.print(f"  {rank:>2}. {line}", highlight=False, soft_wrap=True)
+    console.print("\nusers most likely to enjoy it (predicted preference x_u^T y):")
+    for rank, (u, score) in enumerate(catalogue.listeners(predicted, n=n), start=1):
+        about = catalogue.user_summary(u, n=2)
+        console.print(
+            f"  {rank:>2}. {about['user_id']}  {score:.3f}  (plays "
+            + "; ".join(about["top_songs"])
+            + ")",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("map")
+@friendly
+def song_map(
+    workspace: WorkspaceOption,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(help="Colour songs with this tag (repeat for more colours)."),
+    ] = None,
+    perplexity: Annotated[float, typer.Option(help="t-SNE perplexity.")] = 30.0,
+    seed: Annotated[int, typer.Option(help="t-SNE seed.")] = 0,
+    model: ModelOption = None,
+):
+    """Figure 1: t-SNE of predicted usage patterns, as a PNG and an interactive page."""
+    from coldtune.eval.song_map import MapConfig, write_map
+
+    result = write_map(
+        Workspace(workspace),
+        MapConfig(perplexity=perplexity, seed=seed, tags=tuple(tag or ())),
+        model=model,
+    )
+    folder = workspace / "results" / "map"
+    console.print(
+        f"{len(result['song_ids']):,} songs placed by {result['model']}, coloured by "
+        f"{', '.join(result['colour_tags']) or 'nothing'}: {folder / 'map.png'}, "
+        f"{folder / 'map.html'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("report")
+@friendly
+def report(workspace: WorkspaceOption, model: ModelOption = None):
+    """One HTML page: results table, tag AUCs, similar songs, the map, stage times."""
+    from coldtune.report import write_report
+
+    def show(stage: str, seconds: float) -> None:
+        console.print(f"{stage}: {seconds:.1f} s", highlight=False)
+
+    path = write_report(Workspace(workspace), model=model, on_stage=show)
+    console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+@app.command("serve")
+@friendly
+def serve(
+    workspace: WorkspaceOption,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 opens it to the network.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    model: ModelOption = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload, MiB.")] = 16.0,
+):
+    """The web service and its page: http://HOST:PORT/ (API docs at /docs)."""
+    import uvicorn
+
+    from coldtune.serve import create_app
+
+    app_ = create_app(
+        Workspace(workspace), model=model, max_upload_bytes=int(max_upload_mb * 2**20)
+    )
+    console.print(f"serving {workspace} on http://{host}:{port}/ (API: /docs)", highlight=False)
+    uvicorn.run(app_, host=host, port=port, log_level="info")
 
 
 def main() -> None:

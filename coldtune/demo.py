@@ -83,4 +83,8 @@ def run_demo(
     console.print()
     console.print(experiment_markdown(results), highlight=False)
     console.print(f"written to {workspace.results_dir / 'experiment.md'}", highlight=False)
+    if manifest is not None:  # the report's analyses need a clip model, so audio
+        from coldtune.report import write_report
+
+        console.print(f"report: {write_report(workspace)}", highlight=False, soft_wrap=True)
     return results

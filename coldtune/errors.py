@@ -19,3 +19,7 @@ class PlaysFormatError(ColdtuneError):
 
 class WorkspaceError(ColdtuneError):
     """An artefact a step needs is missing from the workspace, or is inconsistent."""
+
+
+class NotFoundError(ColdtuneError, LookupError):
+    """A song, user or model id that the workspace does not know."""

@@ -78,3 +78,19 @@ def small_demo(small_world, tmp_path_factory):
     with open(os.devnull, "w") as quiet:
         results = run_demo(Workspace(root), world="small", console=Console(file=quiet))
     return Workspace(root), results
+
+
+@pytest.fixture(scope="session")
+def small_workspace(small_demo, tmp_path_factory):
+    """A copy of the small demo's workspace (files hard-linked: every coldtune step
+    replaces files, never writes into them), for tests that add results to it: tags,
+    the map, the report, the clip model's catalogue predictions."""
+    import os
+    import shutil
+
+    from coldtune.workspace import Workspace
+
+    demo, _ = small_demo
+    root = tmp_path_factory.mktemp("workspace") / "W"
+    shutil.copytree(demo.root, root, copy_function=os.link)
+    return Workspace(root)

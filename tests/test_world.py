@@ -182,6 +182,8 @@ def test_demo_runs_every_step_on_the_small_world(small_demo):
     table = (workspace.results_dir / "experiment.md").read_text()
     assert "| mlr | metric learning to rank |" in table
     assert "| Stage | Seconds |" in table and "build the small demo world" in table
+    # and ends with the report (tests/test_analyses.py checks what it holds)
+    assert "id='similar'" in (workspace.results_dir / "report.html").read_text()
 
 
 # --------------------------------------------------------------------------- listeners

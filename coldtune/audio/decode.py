@@ -115,6 +115,25 @@ def _check_data_chunk(handle: sf.SoundFile) -> None:
         )
 
 
+def _check_ogg_end(path: Path) -> None:
+    """Ogg (vorbis, opus) streams end with a page flagged end-of-stream; libsndfile
+    quietly decodes a cut-off file up to the cut, so a missing or partial last page is
+    the only sign of truncation."""
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"OggS":
+            return
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - 70_000))  # an Ogg page is at most 65,307 bytes
+        tail = handle.read()
+    last = tail.rfind(b"OggS")
+    page = tail[last:] if last >= 0 else b""
+    if len(page) >= 27 and len(page) >= 27 + page[26]:
+        body = sum(page[27 : 27 + page[26]])
+        if len(page) >= 27 + page[26] + body and page[5] & 0x04:
+            return
+    raise ClipRejected("truncated: the Ogg stream has no complete end-of-stream page")
+
+
 def decode_clip(path: str | Path, config: ClipConfig = ClipConfig()) -> np.ndarray:
     """The clip of `path` as float32 mono at config.sample_rate [shape=(n_samples,)].
 
@@ -125,6 +144,7 @@ def decode_clip(path: str | Path, config: ClipConfig = ClipConfig()) -> np.ndarr
     with _open(path) as handle:
         rate, declared = handle.samplerate, handle.frames
         _check_data_chunk(handle)
+        _check_ogg_end(path)
         if rate <= 0:
             raise ClipRejected(f"invalid sample rate {rate}")
         if declared <= 0:

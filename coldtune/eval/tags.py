@@ -1,0 +1,259 @@
+"""Tag prediction (section 5.1): how much do factors, or audio, say about a song's tags?
+
+    "We ran WMF to obtain 50-dimensional latent factor vectors for all 9,330 songs in the
+    subset, and trained a logistic regression model to predict the 50 most popular tags
+    [...]. We also trained a logistic regression model on a bag-of-words representation
+    of the audio signals, which was first reduced in size using PCA [...]. We used 10-fold
+    cross-validation and computed the average area under the ROC curve (AUC) across all
+    tags. This resulted in an average AUC of 0.69365 for audio-based prediction, and
+    0.86703 for prediction based on the latent factor vectors." (section 5.1)
+
+One logistic regression per tag (standardised inputs), k-fold cross-validation
+stratified by the tag, the AUC averaged over the folds, then over the tags. The inputs,
+each a row of the table (`TAG_FEATURES`):
+
+- `wmf`: WMF's song factors. Only warm songs have them: cold songs were never played
+  as far as WMF knows.
+- `bow-pca`: the MFCC bag of words of section 4.1 (codebook learned on warm songs),
+  reduced by PCA (fitted on warm songs) to 95% of the variance.
+- `predicted`: the clip model's predicted factors (a CNN, section 4.2). On warm songs
+  they are in-sample (the CNN was trained to reproduce those songs' factors); on cold
+  songs they are out-of-sample, from audio the CNN never saw.
+
+The songs, each a column: `warm` (the warm songs with audio: the paper's setting, every
+row), and `cold` (the cold songs: no `wmf`; the fair test of the predictions). Tags are
+the most frequent ones among the warm songs; a tag is left out of a column where fewer
+than `min_songs` songs have it, or fewer than `min_songs` do not.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from coldtune.errors import ParameterError, WorkspaceError
+from coldtune.threads import one_thread
+from coldtune.workspace import Workspace, atomic_path, write_json
+
+PAPER_AUC = {"wmf": 0.86703, "bow-pca": 0.69365}
+"""Section 5.1's means over 50 Last.fm tags on the MSD subset (warm songs)."""
+
+SONG_SETS = ("warm", "cold")
+
+
+@dataclass(frozen=True)
+class TagConfig:
+    """The tag experiment's settings; saved in W/results/tags.json."""
+
+    tags: int = 50  # the most frequent tags among warm songs
+    folds: int = 10
+    min_songs: int = 10  # positives and negatives a tag needs in a set of songs
+    regularization: float = 1.0  # logistic regression's C (inverse strength)
+    seed: int = 0
+
+    def validate(self) -> TagConfig:
+        if self.tags < 1:
+            raise ParameterError(f"tags must be >= 1, got {self.tags!r}")
+        if self.folds < 2:
+            raise ParameterError(f"folds must be >= 2, got {self.folds!r}")
+        if self.min_songs < self.folds:
+            raise ParameterError(
+                f"min_songs ({self.min_songs}) must be >= folds ({self.folds}): every fold "
+                "needs a song with the tag"
+            )
+        if not self.regularization > 0:
+            raise ParameterError(f"regularization must be > 0, got {self.regularization!r}")
+        return self
+
+
+def cross_validated_auc(features: np.ndarray, labels: np.ndarray, config: TagConfig) -> float:
+    """Mean AUC over `config.folds` stratified folds of a logistic regression on
+    standardised `features` [shape=(n_songs, dims)] predicting `labels` (bool, n_songs)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=config.regularization, max_iter=2000)
+    )
+    folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
+    return float(cross_val_score(model, features, labels, cv=folds, scoring="roc_auc").mean())
+
+
+def read_tags(workspace: Workspace) -> dict[str, set[str]]:
+    """song id -> its tags, from W/tags/tags.parquet."""
+    import pyarrow.parquet as pq
+
+    path = workspace.root / "tags" / "tags.parquet"
+    if not path.exists():
+        raise WorkspaceError(
+            f"{path}: no tags in this workspace; run `coldtune tags ingest LASTFM_DIR "
+            "--tracks unique_tracks.txt --workspace W` first"
+        )
+    table = pq.read_table(path, columns=["song_id", "tag"]).to_pydict()
+    tags: dict[str, set[str]] = {}
+    for song, tag in zip(table["song_id"], table["tag"], strict=True):
+        tags.setdefault(song, set()).add(tag)
+    return tags
+
+
+def most_frequent_tags(song_tags: dict[str, set[str]], song_ids, n: int) -> list[str]:
+    """The n tags most songs of `song_ids` have; ties broken by name."""
+    counts: dict[str, int] = {}
+    for song in song_ids:
+        for tag in song_tags.get(song, ()):
+            counts[tag] = counts.get(tag, 0) + 1
+    return sorted(counts, key=lambda tag: (-counts[tag], tag))[:n]
+
+
+def tag_labels(song_tags: dict[str, set[str]], song_ids, tags: list[str]) -> np.ndarray:
+    """[shape=(n_songs, n_tags)] bool: song i has tag j."""
+    return np.array(
+        [[tag in song_tags.get(song, ()) for tag in tags] for song in song_ids], dtype=bool
+    ).reshape(len(song_ids), len(tags))
+
+
+def _bow_pca(workspace: Workspace, data) -> dict[str, np.ndarray]:
+    """BoW-PCA features of the warm and cold songs, with the codebook of bow-linear when
+    the workspace trained it (so its cached words are reused)."""
+    from coldtune.models import bow_features
+    from coldtune.models.bow import PCA, BowConfig
+    from coldtune.workspace import read_json
+
+    saved = workspace.models_dir("bow-linear") / "config.json"
+    if saved.exists():
+        options = read_json(saved, what="", hint="")
+        config = BowConfig(**{**options, "alphas": tuple(options.get("alphas", BowConfig.alphas))})
+    else:  # the demo's choice: half as many words as warm songs, at most 1,000
+        config = BowConfig(words=int(min(1000, max(16, len(data.warm_ids) // 2))))
+    features = bow_features(workspace, config=config, data=data)  # cached per codebook
+    pca = PCA(config.variance).fit(features.warm)
+    return {"warm": pca.transform(features.warm), "cold": pca.transform(features.cold)}
+
+
+def tag_experiment(
+    workspace: Workspace,
+    config: TagConfig = TagConfig(),
+    *,
+    model: str | None = None,
+    on_progress=None,
+) -> dict:
+    """`coldtune tags`: the table of section 5.1 for this workspace; writes
+    W/results/tags.json and tags.md and returns the JSON.
+
+    on_progress : called with (row, column, tags done, tags to do).
+    """
+    from coldtune.catalogue import ClipModel, catalogue_predictions, choose_clip_model, inputs_key
+    from coldtune.models import training_data
+
+    config.validate()
+    start = time.perf_counter()
+    song_tags = read_tags(workspace)
+    data = training_data(workspace)  # warm songs with audio, every cold song
+    ids = {"warm": data.warm_ids, "cold": data.cold_ids}
+    tags = most_frequent_tags(song_tags, data.warm_ids, config.tags)
+    if not tags:
+        raise WorkspaceError("no warm song has a tag: nothing to predict")
+    model_name = choose_clip_model(workspace, model)
+    clip_model = ClipModel(workspace, model_name)
+    bow = _bow_pca(workspace, data)
+    features = {
+        "wmf": {"warm": data.warm_factors},
+        "bow-pca": bow,
+        "predicted": {
+            name: catalogue_predictions(workspace, clip_model, ids[name]) for name in SONG_SETS
+        },
+    }
+    labels = {name: tag_labels(song_tags, ids[name], tags) for name in SONG_SETS}
+    usable = {
+        name: [
+            j
+            for j in range(len(tags))
+            if config.min_songs <= labels[name][:, j].sum() <= len(ids[name]) - config.min_songs
+        ]
+        for name in SONG_SETS
+    }
+    with one_thread():
+        rows, per_tag = _table(features, labels, usable, tags, config, on_progress)
+    results = {
+        "title": "Tag prediction (section 5.1)",
+        "config": asdict(config),
+        "model": model_name,
+        "dims": {
+            "wmf": int(data.warm_factors.shape[1]),
+            "bow-pca": int(bow["warm"].shape[1]),
+            "predicted": int(clip_model.config.factors),
+        },
+        "songs": {name: len(ids[name]) for name in SONG_SETS},
+        "tags": tags,
+        "tags_used": {name: len(usable[name]) for name in SONG_SETS},
+        "rows": rows,
+        "per_tag": per_tag,
+        "seconds": round(time.perf_counter() - start, 2),
+        "inputs": inputs_key(workspace, model_name),
+    }
+    write_json(workspace.results_dir / "tags.json", results)
+    with atomic_path(workspace.results_dir / "tags.md") as tmp:
+        tmp.write_text(tags_markdown(results))
+    return results
+
+
+def _table(features, labels, usable, tags, config, on_progress):
+    """Mean AUC per (features, songs), and each tag's AUC."""
+    rows, per_tag = [], {}
+    for row_name, by_set in features.items():
+        row = {"features": row_name}
+        for set_name in SONG_SETS:
+            if set_name not in by_set or not usable[set_name]:
+                row[set_name] = None
+                continue
+            aucs = {}
+            for done, j in enumerate(usable[set_name]):
+                aucs[tags[j]] = cross_validated_auc(
+                    by_set[set_name], labels[set_name][:, j], config
+                )
+                if on_progress is not None:
+                    on_progress(row_name, set_name, done + 1, len(usable[set_name]))
+            row[set_name] = float(np.mean(list(aucs.values())))
+            per_tag[f"{row_name}/{set_name}"] = aucs
+        rows.append(row)
+    return rows, per_tag
+
+
+ROW_LABELS = {
+    "wmf": "WMF factors",
+    "bow-pca": "BoW-PCA audio features",
+    "predicted": "predicted factors ({model})",
+}
+
+
+def tags_markdown(results: dict) -> str:
+    """The table of `tag_experiment`'s JSON, with what each column means."""
+    songs, used = results["songs"], results["tags_used"]
+    lines = [
+        f"## {results['title']}",
+        "",
+        f"Mean AUC over tags, logistic regression, {results['config']['folds']}-fold "
+        f"cross-validation. Tags: the {len(results['tags'])} most frequent among warm songs; "
+        f"{used['warm']} have enough songs among the {songs['warm']:,} warm songs, "
+        f"{used['cold']} among the {songs['cold']:,} cold songs.",
+        "",
+        "| Features | dims | warm songs | cold songs | paper (warm) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in results["rows"]:
+        name = row["features"]
+        cells = [f"{row[s]:.3f}" if row[s] is not None else "-" for s in SONG_SETS]
+        paper = f"{PAPER_AUC[name]:.3f}" if name in PAPER_AUC else "-"
+        label = ROW_LABELS[name].format(model=results["model"])
+        lines.append(f"| {label} | {results['dims'][name]} | {cells[0]} | {cells[1]} | {paper} |")
+    lines += [
+        "",
+        "Warm songs: WMF learned their factors from their plays, and the clip model was "
+        "trained on them, so its predictions there are in-sample. Cold songs: nobody's "
+        "plays reached WMF or the clip model; no WMF factors exist for them.",
+    ]
+    return "\n".join(lines) + "\n"

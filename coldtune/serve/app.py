@@ -1,0 +1,376 @@
+"""The service: a workspace's songs, users and clip model behind a JSON API and a page.
+
+    app = create_app(Workspace("runs/demo"))   # uvicorn.run(app, host="127.0.0.1")
+
+The catalogue (factors, the clip model, the map) is loaded once, in the lifespan
+handler, never at import time, so a test builds an app on a temporary workspace.
+Bad input never takes the service down: it is answered with a 4xx and a message
+(`{"detail": "..."}`) that says what was wrong:
+
+- 400: an id that is not shaped like one (path characters, spaces), a bad parameter;
+- 404: an unknown song or user id;
+- 413: an upload over the limit (`max_upload_bytes`, 16 MiB by default);
+- 422: an upload that is not a usable clip (not audio, empty, truncated, silent, under
+  3 s), or a missing or malformed form field.
+
+Endpoints are synchronous functions: FastAPI runs them in its thread pool, so a clip
+being decoded does not hold up "similar songs" requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+
+from coldtune.audio.decode import ClipRejected
+from coldtune.errors import ColdtuneError, NotFoundError, ParameterError
+from coldtune.threads import one_thread
+from coldtune.workspace import Workspace
+
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+"""16 MiB: a 30 s clip is 0.5 MB as mp3 and 5.3 MB as 16-bit stereo WAV at 44.1 kHz; a
+whole song as mp3 fits too (its middle 30 s are used)."""
+
+MAP_NEIGHBOURS = 10
+"""A new clip lands on the map at the similarity-weighted mean of the positions of
+its nearest songs: t-SNE places the songs it was given, not new ones."""
+
+AUDIO_TYPES = {".ogg": "audio/ogg", ".mp3": "audio/mpeg", ".wav": "audio/wav",
+               ".flac": "audio/flac", ".opus": "audio/ogg", ".m4a": "audio/mp4"}  # fmt: skip
+
+
+N = Annotated[int, Query(ge=1, le=500, description="How many songs or users.")]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class UploadLimit:
+    """ASGI middleware: a request body over `max_bytes` gets 413 before it is parsed,
+    by its Content-Length if it has one, else as soon as the bytes read pass the limit
+    (the app's own answer to the cut-off body, a 400 from the form parser, is replaced)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._refuse(send)
+        received = 0
+        over = refused = False
+
+        async def counted():
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    over = True
+                    raise _TooLarge
+            return message
+
+        async def watched(message):
+            nonlocal refused
+            if not over:
+                await send(message)
+            elif not refused and message["type"] == "http.response.start":
+                refused = True
+                await self._refuse(send)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _TooLarge:
+            if not refused:
+                await self._refuse(send)
+
+    async def _refuse(self, send):
+        body = json.dumps(
+            {
+                "detail": f"upload too large: the limit is {self.max_bytes:,} bytes "
+                f"({self.max_bytes / 2**20:g} MiB); send a 30 s clip"
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())],
+            }
+        )  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    workspace: Workspace | str | os.PathLike,
+    *,
+    model: str | None = None,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+) -> FastAPI:
+    """The service on `workspace`, with the clip model `model` (default: the best one).
+
+    Nothing is loaded until the app starts (its lifespan): creating it is instant.
+    """
+    workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    if max_upload_bytes < 1:
+        raise ParameterError(f"max_upload_bytes must be >= 1, got {max_upload_bytes!r}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from coldtune.catalogue import Catalogue
+
+        # each request's work is small (one clip, a few thousand dot products): one thread
+        # per request, the thread pool serving requests side by side (coldtune.threads)
+        with one_thread():
+            catalogue = Catalogue(workspace, model=model)
+            app.state.catalogue = catalogue
+            app.state.map = _load_map(workspace, catalogue)
+            yield
+
+    app = FastAPI(
+        title="coldtune",
+        summary="Songs nobody has played yet: predicted factors, similar songs, listeners.",
+        description=(
+            "Content-based music recommendation (van den Oord, Dieleman, Schrauwen 2013) on "
+            f"one workspace. Uploads are limited to {max_upload_bytes:,} bytes."
+        ),
+        version="1",
+        lifespan=lifespan,
+    )
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, error: NotFoundError):
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(ClipRejected)
+    async def rejected(request: Request, error: ClipRejected):
+        return JSONResponse({"detail": f"not a usable clip: {error}"}, status_code=422)
+
+    @app.exception_handler(ColdtuneError)
+    async def bad_request(request: Request, error: ColdtuneError):
+        return JSONResponse({"detail": str(error)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError):
+        # FastAPI's default is a list of objects; one sentence reads better on a page
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
+
+    def song(request: Request, row: int) -> dict:
+        described = request.app.state.catalogue.describe(row)
+        described["clip_url"] = (
+            f"/api/songs/{described['song_id']}/clip" if described["has_clip"] else None
+        )
+        return described
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page():
+        return HTMLResponse(_page())
+
+    @app.get("/map.js", include_in_schema=False)
+    def map_script():
+        from coldtune.eval.song_map import web_asset
+
+        return Response(web_asset("map.js"), media_type="text/javascript")
+
+    @app.get("/api/health", tags=["service"])
+    def health(request: Request) -> dict:
+        """What the service holds: songs, cold songs, users, the clip model."""
+        catalogue = request.app.state.catalogue
+        return {
+            "status": "ok",
+            "songs": len(catalogue),
+            "cold_songs": int(catalogue.cold.sum()),
+            "users": catalogue.n_users,
+            "model": catalogue.model_name,
+            "factors": int(catalogue.user_factors.shape[1]),
+            "max_upload_bytes": max_upload_bytes,
+        }
+
+    @app.get("/api/songs", tags=["songs"])
+    def search(
+        request: Request,
+        q: Annotated[str, Query(min_length=1, max_length=200, description="Artist or title.")],
+        n: N = 20,
+    ) -> dict:
+        """Songs whose artist, title or id contains every word of `q`."""
+        rows = request.app.state.catalogue.search(q, n=n)
+        return {"query": q, "songs": [song(request, row) for row in rows]}
+
+    @app.get("/api/songs/{song_id}", tags=["songs"])
+    def get_song(request: Request, song_id: str) -> dict:
+        """One song: artist, title, whether it is cold, where its clip is."""
+        return song(request, request.app.state.catalogue.song_row(song_id))
+
+    @app.get("/api/songs/{song_id}/similar", tags=["songs"])
+    def similar(request: Request, song_id: str, n: N = 10) -> dict:
+        """Table 4: the songs with the closest usage patterns, by WMF's factors ("usage")
+        and by the factors the clip model predicts from audio ("predicted")."""
+        catalogue = request.app.state.catalogue
+        row = catalogue.song_row(song_id)
+        found = catalogue.similar(song_id, n=n)
+        return {
+            "song": song(request, row),
+            **{
+                space: [
+                    song(request, nb.index) | {"similarity": round(nb.similarity, 6)}
+                    for nb in neighbours
+                ]
+                for space, neighbours in found.items()
+            },
+        }
+
+    @app.get("/api/songs/{song_id}/clip", tags=["songs"], response_class=FileResponse)
+    def clip(request: Request, song_id: str):
+        """The song's audio clip."""
+        path = request.app.state.catalogue.clip_path(song_id)
+        return FileResponse(path, media_type=AUDIO_TYPES.get(path.suffix.lower(), "audio/*"))
+
+    @app.get("/api/users/{user_id}/recommendations", tags=["users"])
+    def recommendations(
+        request: Request,
+        user_id: str,
+        n: N = 20,
+        cold_only: Annotated[bool, Query(description="Only songs nobody has played.")] = False,
+    ) -> dict:
+        """The songs with the highest predicted preference x_u^T y for the user, never one
+        they played: warm songs by WMF's factors, cold songs by predicted ones."""
+        catalogue = request.app.state.catalogue
+        u = catalogue.user_row(user_id)
+        picks = catalogue.recommend(user_id, n=n, cold_only=cold_only)
+        return {
+            "user": catalogue.user_summary(u),
+            "songs": [
+                song(request, pick["row"])
+                | {"score": round(pick["score"], 6), "held_out_plays": pick["held_out_plays"]}
+                for pick in picks
+            ],
+        }
+
+    @app.post("/api/clips", tags=["clips"])
+    def embed_clip(
+        request: Request,
+        file: Annotated[UploadFile, File(description="An audio file (mp3, ogg, wav, flac...).")],
+        n: N = 10,
+    ) -> dict:
+        """A brand-new clip: its predicted factors, the songs whose predicted usage
+        patterns are closest, the users most likely to enjoy it, and where it lands on
+        the map."""
+        catalogue = request.app.state.catalogue
+        start = time.perf_counter()
+        factors = _embed_upload(catalogue, file, max_upload_bytes)
+        neighbours = catalogue.similar_to_factors(factors, n=max(n, MAP_NEIGHBOURS))
+        listeners = catalogue.listeners(factors, n=n)
+        return {
+            "filename": file.filename,
+            "model": catalogue.model_name,
+            "factors": [round(float(v), 6) for v in factors],
+            "similar": [
+                song(request, nb.index) | {"similarity": round(nb.similarity, 6)}
+                for nb in neighbours[:n]
+            ],
+            "listeners": [
+                catalogue.user_summary(u) | {"score": round(score, 6)} for u, score in listeners
+            ],
+            "map": _place(request.app.state.map, catalogue, neighbours[:MAP_NEIGHBOURS]),
+            "seconds": round(time.perf_counter() - start, 4),
+        }
+
+    @app.get("/api/map", tags=["songs"])
+    def song_map(request: Request) -> dict:
+        """The song map (t-SNE of predicted usage patterns) as the page draws it."""
+        state = request.app.state.map
+        if state is None:
+            raise NotFoundError("no map: fewer than 4 songs with audio")
+        return state["data"]
+
+    return app
+
+
+_SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,5}$")
+
+
+def _embed_upload(catalogue, file: UploadFile, max_bytes: int) -> np.ndarray:
+    """Copy the upload to a temporary file (the decoders read files) and predict."""
+    suffix = Path(file.filename or "").suffix
+    suffix = suffix if _SAFE_SUFFIX.match(suffix) else ".audio"
+    with tempfile.TemporaryDirectory(prefix="coldtune-upload-") as folder:
+        path = Path(folder) / f"clip{suffix}"
+        size = 0
+        with open(path, "wb") as out:
+            while chunk := file.file.read(1 << 20):
+                size += len(chunk)
+                if size > max_bytes:  # the middleware stops bigger bodies; this is a backstop
+                    raise ParameterError(f"upload too large: the limit is {max_bytes:,} bytes")
+                out.write(chunk)
+        return catalogue.embed_file(path)
+
+
+def _load_map(workspace: Workspace, catalogue) -> dict | None:
+    """The map of W/results/map/map.json if it was made with this clip model, else a
+    new one (written there too); with song positions by id, for placing new clips."""
+    from coldtune.catalogue import inputs_key
+    from coldtune.eval.song_map import _song_tags, map_data, write_map
+    from coldtune.workspace import read_json
+
+    path = workspace.results_dir / "map" / "map.json"
+    saved = read_json(path, what="", hint="") if path.exists() else None
+    if saved is None or saved.get("inputs") != inputs_key(workspace, catalogue.model_name):
+        if int(catalogue.has_audio.sum()) < 4:
+            return None
+        saved = write_map(workspace, catalogue=catalogue)
+    known = [s for s in saved["song_ids"] if s in catalogue._song_index]
+    keep = [i for i, s in enumerate(saved["song_ids"]) if s in catalogue._song_index]
+    rows = np.array([catalogue._song_index[s] for s in known], dtype=np.int64)
+    xy = np.column_stack([np.array(saved["x"])[keep], np.array(saved["y"])[keep]])
+    song_tags = _song_tags(workspace, known)
+    data = map_data(
+        catalogue,
+        rows,
+        xy,
+        song_tags,
+        saved["colour_tags"],
+        clip_url=lambda s: f"/api/songs/{s}/clip" if s in catalogue.clips else None,
+    )
+    position = {int(row): (float(x), float(y)) for row, (x, y) in zip(rows, xy, strict=True)}
+    return {"data": data, "position": position}
+
+
+def _place(state: dict | None, catalogue, neighbours) -> dict | None:
+    if state is None:
+        return None
+    placed = [(state["position"][nb.index], nb.similarity) for nb in neighbours
+              if nb.index in state["position"]]  # fmt: skip
+    if not placed:
+        return None
+    xy = np.array([p for p, _ in placed])
+    weights = np.maximum(np.array([w for _, w in placed]), 0) + 1e-9
+    x, y = (weights[:, None] * xy).sum(axis=0) / weights.sum()
+    nearest = neighbours[0].index
+    return {"x": round(float(x), 3), "y": round(float(y), 3), "near": catalogue.label(nearest)}
+
+
+def _page() -> str:
+    from coldtune.eval.song_map import web_asset
+
+    return web_asset("page.html")
