@@ -156,6 +156,9 @@ def run_experiment(
         on_note(f"skipped {row}: {why}")
     with stages("evaluate"):
         results = pipeline.evaluate(workspace, k=config.k, models=rows)
+    # Table 2's order: random, the models as the preset lists them, the upper bound
+    order = {name: i for i, name in enumerate(["random", *rows, "upper bound"])}
+    results["rows"].sort(key=lambda row: order.get(row["model"], len(order)))
     labels = {run.row: run.label for run in config.models}
     results["labels"] = {row["model"]: labels.get(row["model"], "") for row in results["rows"]}
     results["skipped"] = [{"model": row, "why": why} for row, why in skipped]

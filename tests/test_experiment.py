@@ -105,3 +105,19 @@ def test_model_run_rows_follow_the_trainers_names():
         "cnn-global-pooling-wpe"
     )
     assert ModelRun("bow-mlp").row == "bow-mlp-mse"
+
+
+def test_rows_come_in_table_2s_order(small_demo):
+    _, results = small_demo
+    rows = [row["model"] for row in results["rows"]]
+    assert rows == [
+        "random",
+        "bow-linear",
+        "bow-mlp-mse",
+        "bow-mlp-wpe",
+        "mlr",
+        "cnn-paper-mse",
+        "cnn-paper-wpe",
+        "metadata",
+        "upper bound",
+    ]
