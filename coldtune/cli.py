@@ -527,7 +527,7 @@ def train(
         int | None, typer.Option(help="cnn: random 3 s windows of each song per batch (4).")
     ] = None,
     precision: Annotated[
-        str | None, typer.Option(help="cnn: fp32 (default) or bf16 autocast.")
+        str | None, typer.Option(help="cnn: auto (bf16 where the CPU or GPU has it), fp32, bf16.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
 ):

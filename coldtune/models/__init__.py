@@ -425,7 +425,7 @@ def _train_cnn(
     patience: int = 5,
     dropout: float = 0.0,
     windows_per_song: int = 4,
-    precision: str = "fp32",
+    precision: str = "auto",
     seed: int = 0,
 ) -> dict:
     """Section 4.2: a CNN on random 3 s log-mel windows of the warm songs, trained with
@@ -451,6 +451,10 @@ def _train_cnn(
         raise ParameterError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if windows_per_song < 1:
         raise ParameterError(f"windows_per_song must be >= 1, got {windows_per_song!r}")
+    if precision == "auto":
+        from coldtune.models.training import auto_precision
+
+        precision = auto_precision()
     train_config = TrainConfig(
         optimizer=optimizer,
         learning_rate=learning_rate,
