@@ -135,6 +135,26 @@ def _bow_features(workspace: Workspace, data: TrainingData, config) -> tuple:
     return features.warm, features.cold
 
 
+def _whitened_bow_pca(workspace: Workspace, data: TrainingData, config) -> tuple:
+    """Section 4.1's features for the torch models: word frequencies -> PCA keeping
+    `config.variance` -> each component scaled to unit variance on the warm songs (the
+    components differ in scale by orders; whitened, every one starts with equal weight).
+    Returns (warm, cold) float32 tensors and the number of components."""
+    import torch
+
+    from coldtune.models.bow import PCA
+
+    warm, cold = _bow_features(workspace, data, config)
+    pca = PCA(config.variance).fit(warm)
+    warm_z, cold_z = pca.transform(warm), pca.transform(cold)
+    scale = warm_z.std(axis=0) + 1e-8
+    return (
+        torch.as_tensor((warm_z / scale).astype(np.float32)),
+        torch.as_tensor((cold_z / scale).astype(np.float32)),
+        int(pca.components_.shape[0]),
+    )
+
+
 def _train_bow_linear(workspace: Workspace, **options) -> dict:
     from coldtune.models.bow import BowConfig, PCARidge
 
@@ -179,7 +199,7 @@ def _train_bow_mlp(
     with eq. (4) or eq. (5) in the shared loop."""
     import torch
 
-    from coldtune.models.bow import PCA, BowConfig
+    from coldtune.models.bow import BowConfig
     from coldtune.models.objectives import OBJECTIVES, WPELoss, mse_loss
     from coldtune.models.training import TrainConfig, train_loop
 
@@ -198,11 +218,7 @@ def _train_bow_mlp(
         seed=config.seed,
     ).validate()
     data = training_data(workspace)
-    warm, cold = _bow_features(workspace, data, config)
-    pca = PCA(config.variance).fit(warm)
-    warm_z, cold_z = pca.transform(warm), pca.transform(cold)
-    scale = warm_z.std(axis=0) + 1e-8  # PCA components differ in scale by orders
-    features = torch.as_tensor((warm_z / scale).astype(np.float32))
+    features, cold_features, components = _whitened_bow_pca(workspace, data, config)
     targets = torch.as_tensor(data.warm_factors.astype(np.float32))
     torch.manual_seed(config.seed)
     k = targets.shape[1]
@@ -241,11 +257,11 @@ def _train_bow_mlp(
     )
     net.eval()
     with torch.no_grad():
-        predictions = net(torch.as_tensor((cold_z / scale).astype(np.float32))).numpy()
+        predictions = net(cold_features).numpy()
     report = {
         "warm_songs": len(data.warm_ids),
         "cold_songs": len(data.cold_ids),
-        "pca_components": int(pca.components_.shape[0]),
+        "pca_components": components,
         "objective": objective,
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
@@ -283,7 +299,7 @@ def _train_mlr(
     to the songs they played."""
     import torch
 
-    from coldtune.models.bow import PCA, BowConfig
+    from coldtune.models.bow import BowConfig
     from coldtune.models.mlr import (
         Metric,
         MLRConfig,
@@ -305,11 +321,7 @@ def _train_mlr(
         seed=bow_config.seed,
     ).validate()
     data = training_data(workspace)
-    warm, cold = _bow_features(workspace, data, bow_config)
-    pca = PCA(bow_config.variance).fit(warm)
-    warm_z, cold_z = pca.transform(warm), pca.transform(cold)
-    scale = warm_z.std(axis=0) + 1e-8  # whitened: every component starts with equal weight
-    features = torch.as_tensor((warm_z / scale).astype(np.float32))
+    features, cold_features, components = _whitened_bow_pca(workspace, data, bow_config)
     near = listener_neighbours(data.warm_confidence, config.neighbours)
     queries = np.flatnonzero((near >= 0).any(axis=1))  # songs with a co-listened song
     if len(queries) < 2:
@@ -335,7 +347,7 @@ def _train_mlr(
     metric.eval()
     with torch.no_grad():
         warm_embedded = metric(features).numpy().astype(np.float64)
-        cold_embedded = metric(torch.as_tensor((cold_z / scale).astype(np.float32))).numpy()
+        cold_embedded = metric(cold_features).numpy()
     # the users' played songs are the warm songs' training plays; cold plays never enter
     user_factors, song_factors = usage_factors(
         warm_embedded, data.warm_confidence, cold_embedded.astype(np.float64)
@@ -344,7 +356,7 @@ def _train_mlr(
         "warm_songs": len(data.warm_ids),
         "cold_songs": len(data.cold_ids),
         "query_songs": len(queries),
-        "pca_components": int(pca.components_.shape[0]),
+        "pca_components": components,
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
         "best_validation_loss": result.best_validation_loss,
