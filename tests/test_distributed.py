@@ -29,11 +29,13 @@ def problem():
     seen = []  # the weights at the start of every training step
 
     def make_batch(rows, _rng):
-        if net.training:
-            seen.append(torch.cat([p.detach().flatten() for p in net.parameters()]).clone())
         return X[rows]
 
     def objective(predicted, rows):
+        # called between a step's forward pass and its update (make_batch is not: the
+        # loop reads the next batch ahead, in a thread)
+        if net.training:
+            seen.append(torch.cat([p.detach().flatten() for p in net.parameters()]).clone())
         return mse_loss(predicted, Y[rows])
 
     return net, make_batch, objective, seen
