@@ -135,8 +135,10 @@ def test_new_files_are_added_to_an_existing_store(tmp_path):
 def test_killed_extraction_resumes_without_loss_or_duplicates(tmp_path):
     clips = tmp_path / "clips"
     clips.mkdir()
-    for i in range(24):
-        write_clip(clips / f"TR{i:04d}.wav", tone(3.5, 22050, 200 + 37 * i), 22050)
+    # enough shards (60) that the kill lands mid-run however fast the machine: with 12
+    # shards a quiet machine finished between two polls of the test
+    for i in range(120):
+        write_clip(clips / f"TR{i:04d}.wav", tone(3.5, 22050, 200 + 7 * i), 22050)
     workspace = tmp_path / "W"
     command = [
         sys.executable, "-m", "coldtune.cli", "audio", "extract", str(clips),
@@ -146,17 +148,17 @@ def test_killed_extraction_resumes_without_loss_or_duplicates(tmp_path):
     shards = workspace / "features" / "shards"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(shards.glob("*.parquet"))) < 2:
-        time.sleep(0.05)
+        time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
     partial = len(list(shards.glob("*.parquet")))
-    assert 2 <= partial < 12, "the kill came too late to test resuming"
+    assert 2 <= partial < 60, "the kill came too late to test resuming"
     # no sleep here: the workers die with their parent (PR_SET_PDEATHSIG), so none of
     # them can still be writing while the second run cleans up
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     store = FeatureStore(workspace / "features")
-    assert sorted(store.song_ids) == [f"TR{i:04d}" for i in range(24)]
+    assert sorted(store.song_ids) == [f"TR{i:04d}" for i in range(120)]
     assert "already done" in done.stdout
     for song_id in store.song_ids:
         assert store.n_frames(song_id) == 1 + int(3.5 * 22050) // 512
