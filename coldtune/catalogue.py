@@ -274,14 +274,7 @@ class Catalogue:
         self.workspace = workspace
         interactions = load_interactions(workspace)
         split = load_split(workspace, interactions)
-        wmf = load_wmf(workspace)
-        if wmf.song_factors_.shape[0] != len(split.warm_songs) or wmf.user_factors_.shape[0] != len(
-            split.users
-        ):
-            raise WorkspaceError(
-                f"{workspace.wmf_dir}: factors do not match {workspace.split_path}; "
-                "run `coldtune wmf fit` again"
-            )
+        wmf = load_wmf(workspace, split=split)
         columns = np.concatenate([split.warm_songs, split.cold_songs])
         n_warm = len(split.warm_songs)
         self.song_ids = np.asarray(interactions.song_ids[columns], dtype=str)

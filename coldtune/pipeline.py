@@ -171,8 +171,14 @@ def fit_wmf_spark(
     return fit
 
 
-def load_wmf(workspace: Workspace) -> WeightedMatrixFactorization:
-    """The fitted model of W/wmf/: factors of the split's users and warm songs."""
+def load_wmf(
+    workspace: Workspace, *, split: ColdStartSplit | None = None
+) -> WeightedMatrixFactorization:
+    """The fitted model of W/wmf/: factors of the split's users and warm songs.
+
+    split : when given, the factors must have one row per user and per warm song of it;
+        a split made again after `wmf fit` is an error, not a silent misalignment.
+    """
     folder = workspace.wmf_dir
     hint = "run `coldtune wmf fit --workspace W` first"
     workspace.require(folder / "factors.npz", what="WMF factors", hint=hint)
@@ -181,6 +187,16 @@ def load_wmf(workspace: Workspace) -> WeightedMatrixFactorization:
     with np.load(folder / "factors.npz") as factors:
         model.user_factors_ = factors["user_factors"]
         model.song_factors_ = factors["song_factors"]
+    if split is not None and (
+        model.user_factors_.shape[0] != len(split.users)
+        or model.song_factors_.shape[0] != len(split.warm_songs)
+    ):
+        raise WorkspaceError(
+            f"{folder}: factors of {model.user_factors_.shape[0]} users and "
+            f"{model.song_factors_.shape[0]} songs do not match {workspace.split_path} "
+            f"({len(split.users)} users, {len(split.warm_songs)} warm songs; was the split "
+            "made again?); run `coldtune wmf fit` again"
+        )
     return model
 
 
@@ -210,24 +226,22 @@ def evaluate(
     """
     interactions = load_interactions(workspace)
     split = load_split(workspace, interactions)
-    model = load_wmf(workspace)
-    if model.user_factors_.shape[0] != len(split.users) or model.song_factors_.shape[0] != len(
-        split.warm_songs
-    ):
-        raise WorkspaceError(
-            f"{workspace.wmf_dir}: factors do not match {workspace.split_path} "
-            "(was the split made again?); run `coldtune wmf fit` again"
-        )
+    model = load_wmf(workspace, split=split)
     cold_plays = split.cold_plays(interactions.matrix)
     chosen = evaluated_users(cold_plays)
     if users is not None:
         chosen = users.select(chosen)
     models = None if models is None else sorted(models)
-    predictions = [
-        (name, load)
-        for name, load in _content_predictions(workspace, interactions, split)
-        if models is None or name in models
-    ]
+    from coldtune.models import table_order
+
+    predictions = sorted(
+        (
+            (name, load)
+            for name, load in _content_predictions(workspace, interactions, split)
+            if models is None or name in models
+        ),
+        key=lambda found: table_order(found[0]),
+    )
     candidates: list[tuple[str, Callable[[], np.ndarray]]] = [
         ("random", lambda: random_factors(model.song_factors_, len(split.cold_songs), seed=seed)),
         *predictions,

@@ -151,3 +151,41 @@ def test_evaluate_reads_content_predictions(tmp_path):
 def test_missing_steps_say_what_to_run(tmp_path):
     with pytest.raises(WorkspaceError, match="coldtune plays ingest"):
         pipeline.fit_wmf(Workspace(tmp_path), WMFConfig())
+
+
+def test_a_split_made_again_after_wmf_is_refused(tmp_path):
+    """Factors of an older split would pair users and songs wrongly; every reader refuses."""
+    from coldtune.catalogue import Catalogue
+    from coldtune.models import training_data
+
+    workspace = build_workspace(tmp_path, synth_plays(synth_config("tiny")))
+    pipeline.fit_wmf(workspace, WMFConfig(factors=4, iterations=2))
+    pipeline.make_split(workspace, SplitConfig(cold_fraction=0.4, seed=0))
+    for read in (pipeline.evaluate, Catalogue, training_data):
+        with pytest.raises(WorkspaceError, match="do not match .*run `coldtune wmf fit` again"):
+            read(workspace)
+
+
+def test_results_rows_follow_table_2(tmp_path):
+    """Rows come in Table 2's order whatever the folders' alphabetical order."""
+    workspace = build_workspace(tmp_path, synth_plays(synth_config("tiny")))
+    pipeline.fit_wmf(workspace, WMFConfig(factors=4, iterations=2))
+    interactions = pipeline.load_interactions(workspace)
+    split = load_split(workspace, interactions)
+    ids = interactions.song_ids[split.cold_songs].astype(str)
+    factors = np.zeros((len(ids), 4), dtype=np.float32)
+    for name in ("metadata", "cnn-paper-mse", "mine", "mlr", "bow-mlp-wpe", "bow-linear"):
+        folder = workspace.models_dir(name)
+        folder.mkdir(parents=True)
+        np.savez(folder / "predictions.npz", song_ids=ids, factors=factors)
+    rows = [row["model"] for row in pipeline.evaluate(workspace)["rows"]]
+    assert rows == [
+        "random",
+        "bow-linear",
+        "bow-mlp-wpe",
+        "mlr",
+        "cnn-paper-mse",
+        "metadata",
+        "mine",
+        "upper bound",
+    ]

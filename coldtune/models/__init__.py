@@ -39,7 +39,7 @@ def training_data(workspace: Workspace) -> TrainingData:
 
     interactions = load_interactions(workspace)
     split = load_split(workspace, interactions)
-    model = load_wmf(workspace)
+    model = load_wmf(workspace, split=split)
     store = FeatureStore(workspace.features_dir)
     warm_ids = interactions.song_ids[split.warm_songs]
     cold_ids = interactions.song_ids[split.cold_songs]
@@ -553,13 +553,23 @@ def _train_cnn(
     }
 
 
+# In Table 2's order (metadata, section 1.1's reference, last): results tables follow it.
 CONTENT_MODELS: dict[str, Callable[..., dict]] = {
-    "cnn": _train_cnn,
-    "metadata": _train_metadata,
     "bow-linear": _train_bow_linear,
     "bow-mlp": _train_bow_mlp,
     "mlr": _train_mlr,
+    "cnn": _train_cnn,
+    "metadata": _train_metadata,
 }
+
+
+def table_order(row: str) -> tuple[int, str]:
+    """Sort key of a results row named after its model folder (`cnn-paper-mse` is a
+    `cnn`): Table 2's order of CONTENT_MODELS, then the name; unknown names last."""
+    ranks = [
+        i for i, name in enumerate(CONTENT_MODELS) if row == name or row.startswith(name + "-")
+    ]
+    return (max(ranks, default=len(CONTENT_MODELS)), row)
 
 
 def model_options(name: str) -> tuple[str, ...]:
