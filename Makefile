@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 # driven by playwright with this browser (playwright downloads none); the Java runtime
 # runs Spark (WMF backend "spark", the optional extra `coldtune[spark]`, which `make test`
 # installs); its post-install script fails where /usr/share/man/man1 is missing (slim images).
-APT_PACKAGES := fluidsynth chromium fonts-dejavu-core openjdk-17-jre-headless
+# OpenBLAS (single-threaded: Spark runs one task per core) is the libblas.so.3 and
+# liblapack.so.3 that MLlib's ALS loads; without them it falls back to Java code, 3x
+# slower at 200 factors (docs/benchmarks.md).
+APT_PACKAGES := fluidsynth chromium fonts-dejavu-core openjdk-17-jre-headless libopenblas0-serial
 
 .PHONY: setup demo test lint bench clean
 

@@ -5,6 +5,7 @@ and leaves it running, as it would inside spark-submit or a notebook.
 """
 
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +29,9 @@ from coldtune.eval.protocol import evaluate_scores, factor_scores  # noqa: E402
 from coldtune.workspace import Workspace  # noqa: E402
 
 ALPHA, EPS, LAM = 2.0, 0.5, 1.0
+# what spark_session may set for the JVM's launch only, as it was before any session
+LAUNCH_ENV = ("SPARK_LOCAL_IP", *cf_spark.BLAS_THREAD_VARIABLES)
+ENV_BEFORE = {name: os.environ.get(name) for name in LAUNCH_ENV}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,19 @@ def spark():
     from pyspark.sql import SparkSession
 
     assert SparkSession.getActiveSession() is None
+
+
+def test_mllib_runs_native_single_threaded_blas(spark):
+    """`make setup` installs OpenBLAS as libblas.so.3: MLlib's ALS must load it (its Java
+    fallback is 3x slower) with one thread per task, without changing our environment."""
+    jvm = spark.sparkContext._jvm
+    blas = jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getSimpleName()
+    lapack = jvm.dev.ludovic.netlib.lapack.LAPACK.getInstance().getClass().getSimpleName()
+    assert (blas, lapack) == ("JNIBLAS", "JNILAPACK"), "apt-get install libopenblas0-serial"
+    for name in cf_spark.BLAS_THREAD_VARIABLES:
+        assert jvm.java.lang.System.getenv(name) == (ENV_BEFORE[name] or "1")
+        assert spark.sparkContext.getConf().get(f"spark.executorEnv.{name}") == "1"
+    assert {name: os.environ.get(name) for name in LAUNCH_ENV} == ENV_BEFORE
 
 
 def test_confidence_is_eq_2_and_regularisation_grows_with_plays(spark, rng):

@@ -90,6 +90,10 @@ class SparkConfig:
     conf: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
+# the thread counts of OpenBLAS and MKL, the native libraries MLlib loads
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _pyspark():
     # pyspark warns whenever it checks the pandas version (on import, on DataFrame
     # creation); coldtune passes Arrow tables and never pandas, so the warning is noise.
@@ -141,12 +145,20 @@ def spark_session(config: SparkConfig | None = None) -> Iterator[SparkSession]:
         threads = config.master.removeprefix("local").strip("[]").split(",")[0]
         cores = (os.cpu_count() or 1) if threads in ("", "*") else int(threads)
         builder = builder.config("spark.sql.shuffle.partitions", str(2 * cores))
+    # MLlib's ALS calls BLAS and LAPACK once per row from every task, one task per core;
+    # a native library that starts its own threads on top oversubscribes the cores
+    # (Spark's linear-algebra guide recommends one thread). Executors get it as Spark
+    # settings; the local JVM inherits this process's environment at launch.
+    for name in BLAS_THREAD_VARIABLES:
+        builder = builder.config(f"spark.executorEnv.{name}", "1")
     for key, value in config.conf:
         builder = builder.config(key, value)
+    launch_env = {name: "1" for name in BLAS_THREAD_VARIABLES}
     # Without it Spark warns that the host name resolves to a loopback address.
-    saved = os.environ.get("SPARK_LOCAL_IP")
-    if local and saved is None:
-        os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    launch_env["SPARK_LOCAL_IP"] = "127.0.0.1"
+    saved = {name: os.environ.get(name) for name in launch_env}
+    if local:
+        os.environ.update({k: v for k, v in launch_env.items() if saved[k] is None})
     spark = None
     try:
         try:
@@ -157,8 +169,9 @@ def spark_session(config: SparkConfig | None = None) -> Iterator[SparkSession]:
                 "installed and on PATH (JAVA_HOME)?"
             ) from exc
         finally:
-            if local and saved is None:
-                del os.environ["SPARK_LOCAL_IP"]
+            for name, value in saved.items():
+                if local and value is None:
+                    del os.environ[name]
         spark.sparkContext.setLogLevel("ERROR")
         checkpoint_dir = config.checkpoint_dir or (str(scratch / "checkpoints") if local else None)
         if checkpoint_dir is not None:
