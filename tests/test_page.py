@@ -195,3 +195,12 @@ def test_the_report_and_the_map_open_as_files(page, small_workspace, tmp_path):
     src = page.get_attribute("#player", "src")
     assert src == data["clips"][0] and page.text_content("#now").startswith("playing")
     screenshot(page, tmp_path, "map")
+
+
+def test_the_api_docs_page_lists_every_operation(page, server):
+    """Swagger UI renders from the server's own copy: the browser has no other host."""
+    page.goto(f"{server}/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    for path in ("/api/clips", "/api/songs/{song_id}/similar", "/api/map"):
+        assert any(path in shown.replace("\u200b", "") for shown in paths), (path, paths)

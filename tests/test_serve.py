@@ -214,6 +214,20 @@ def test_the_api_is_documented_and_the_page_served(client):
     assert client.get("/map.js").text.startswith("// The song map")
 
 
+def test_the_api_docs_need_no_network(client):
+    """/docs and /redoc load their scripts from this server (FastAPI's default: a CDN)."""
+    import re
+
+    for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page)
+        assert html.status_code == 200
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+        assert f"/static-offline-docs/{script}" in assets, assets
+        assert not [url for url in assets if "//" in url], f"{page}: an asset from another host"
+        served = client.get(f"/static-offline-docs/{script}")
+        assert served.status_code == 200 and len(served.content) > 100_000
+
+
 def test_nothing_is_loaded_until_the_app_starts(tmp_path):
     app = create_app(tmp_path / "nowhere")  # creating it reads nothing
     with pytest.raises(WorkspaceError, match="coldtune plays ingest"):

@@ -32,6 +32,7 @@ import numpy as np
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 
 from coldtune.audio.decode import ClipRejected
 from coldtune.errors import ColdtuneError, NotFoundError, ParameterError
@@ -143,7 +144,10 @@ def create_app(
             app.state.map = _load_map(workspace, catalogue)
             yield
 
-    app = FastAPI(
+    # FastAPI's own /docs and /redoc load their scripts from a public CDN, which an
+    # offline or firewalled machine cannot reach; fastapi-offline's serve them from the
+    # package, under /static-offline-docs
+    app = FastAPIOffline(
         title="coldtune",
         summary="Songs nobody has played yet: predicted factors, similar songs, listeners.",
         description=(
