@@ -221,8 +221,13 @@ def wmf_fit(
         ),
     ] = "local[*]",
     spark_driver_memory: Annotated[
-        str, typer.Option(help="Driver JVM heap, e.g. 8g.", rich_help_panel="Spark")
-    ] = "4g",
+        str | None,
+        typer.Option(
+            help="Driver JVM heap, e.g. 16g. Default: 60% of this machine's memory in local "
+            "mode (Spark runs inside the driver), 4g on a cluster.",
+            rich_help_panel="Spark",
+        ),
+    ] = None,
     spark_checkpoint_dir: Annotated[
         str | None,
         typer.Option(

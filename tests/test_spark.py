@@ -24,7 +24,7 @@ from coldtune.cli import app  # noqa: E402
 from coldtune.data.plays import Interactions  # noqa: E402
 from coldtune.data.splits import SplitConfig, split_songs  # noqa: E402
 from coldtune.data.synth import synth_config, synth_plays, write_plays  # noqa: E402
-from coldtune.errors import PlaysFormatError  # noqa: E402
+from coldtune.errors import ColdtuneError, PlaysFormatError  # noqa: E402
 from coldtune.eval.protocol import evaluate_scores, factor_scores  # noqa: E402
 from coldtune.workspace import Workspace  # noqa: E402
 
@@ -229,3 +229,28 @@ def test_missing_plays_and_columns_are_named(spark, tmp_path):
         )
     with pytest.raises(PlaysFormatError, match="cannot read it as Parquet"):
         pipeline.fit_wmf_spark(w, WMFConfig(), str(tmp_path / "nothing.parquet"))
+
+
+def test_driver_memory_defaults_to_most_of_the_machine_in_local_mode():
+    assert cf_spark.default_driver_memory("local[*]", machine_bytes=24 * 2**30) == "14g"
+    assert cf_spark.default_driver_memory("local[2]", machine_bytes=2**30) == "1g"
+    assert cf_spark.default_driver_memory("yarn", machine_bytes=24 * 2**30) == "4g"
+    memory = cf_spark.default_driver_memory("local[*]")
+    assert memory.endswith("g") and int(memory[:-1]) >= 1
+
+
+def test_a_java_heap_exhausted_is_explained_and_other_errors_pass(spark):
+    # A real OutOfMemoryError can take the JVM down with it (and this module's session);
+    # Spark reports a task's as this text inside its Py4JJavaError.
+    oom = RuntimeError(
+        "An error occurred while calling o123.fit.\n: org.apache.spark.SparkException: Job "
+        "aborted due to stage failure: java.lang.OutOfMemoryError: Java heap space"
+    )
+    with pytest.raises(ColdtuneError, match=r"out of memory .*--spark-driver-memory") as caught:
+        with cf_spark.spark_session():
+            raise oom
+    assert caught.value.__cause__ is oom
+    with pytest.raises(ValueError, match="not about memory"):
+        with cf_spark.spark_session():
+            raise ValueError("not about memory")
+    assert spark.range(3).count() == 3  # the session is still usable
