@@ -110,22 +110,26 @@ def default_driver_memory(master: str, *, machine_bytes: int | None = None) -> s
     return f"{max(1, int(0.6 * machine_bytes / 2**30))}g"
 
 
-def _out_of_memory(error: Exception, memory: str, local: bool) -> ColdtuneError | None:
-    """A clear error for a Java heap exhausted inside Spark; None for any other error."""
-    if "java.lang.OutOfMemoryError" not in str(error):
-        return None
-    where = (
-        f"the driver's heap ({memory}), which holds all of local Spark"
-        if local
-        else f"the driver's ({memory}) or an executor's heap"
-    )
-    return ColdtuneError(
-        f"Spark ran out of memory in {where}: give it more with --spark-driver-memory "
-        "(SparkConfig.driver_memory; local Spark on the Taste Profile's 42 M plays ran in "
-        "a 16g heap at 50 and 400 factors) or, on a cluster, --spark-conf "
-        "spark.executor.memory=...; more ALS blocks (SparkConfig.blocks) make each "
-        "task smaller"
-    )
+@contextlib.contextmanager
+def _explaining_out_of_memory(memory: str, local: bool) -> Iterator[None]:
+    """Turn a Java heap exhausted inside Spark into a clear error; others pass as they are."""
+    try:
+        yield
+    except Exception as error:
+        if "java.lang.OutOfMemoryError" not in str(error):
+            raise
+        where = (
+            f"the driver's heap ({memory}), which holds all of local Spark"
+            if local
+            else f"the driver's ({memory}) or an executor's heap"
+        )
+        raise ColdtuneError(
+            f"Spark ran out of memory in {where}: give it more with --spark-driver-memory "
+            "(SparkConfig.driver_memory; local Spark on the Taste Profile's 42 M plays ran "
+            "in a 16g heap at 50 and 400 factors) or, on a cluster, --spark-conf "
+            "spark.executor.memory=...; more ALS blocks (SparkConfig.blocks) make each "
+            "task smaller"
+        ) from error
 
 
 # the thread counts of OpenBLAS and MKL, the native libraries MLlib loads
@@ -161,15 +165,8 @@ def spark_session(config: SparkConfig | None = None) -> Iterator[SparkSession]:
     active = pyspark.sql.SparkSession.getActiveSession()
     if active is not None:
         memory = active.sparkContext.getConf().get("spark.driver.memory", "1g")
-        try:
+        with _explaining_out_of_memory(memory, active.sparkContext.master.startswith("local")):
             yield active
-        except Exception as error:
-            explained = _out_of_memory(
-                error, memory, active.sparkContext.master.startswith("local")
-            )
-            if explained is None:
-                raise
-            raise explained from error
         return
     memory = config.driver_memory or default_driver_memory(config.master)
     scratch = Path(tempfile.mkdtemp(prefix="coldtune-spark-"))
@@ -224,13 +221,8 @@ def spark_session(config: SparkConfig | None = None) -> Iterator[SparkSession]:
         checkpoint_dir = config.checkpoint_dir or (str(scratch / "checkpoints") if local else None)
         if checkpoint_dir is not None:
             spark.sparkContext.setCheckpointDir(checkpoint_dir)
-        try:
+        with _explaining_out_of_memory(memory, local):
             yield spark
-        except Exception as error:
-            explained = _out_of_memory(error, memory, local)
-            if explained is None:
-                raise
-            raise explained from error
     finally:
         if spark is not None:
             spark.stop()
