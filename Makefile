@@ -40,11 +40,13 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check coldtune tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check coldtune tests benchmarks
 	$(BIN)/ruff format --check coldtune tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf .cache .pytest_cache .ruff_cache

@@ -18,9 +18,15 @@ import numpy as np
 import torch
 from common import command, interleaved_medians, machine
 
-from coldtune.models.cnn import CNN_ARCHITECTURES, WINDOW_FRAMES, CNNConfig, build_cnn, predict_clip
-from coldtune.models.objectives import mse_loss
-from coldtune.models.training import PRECISIONS
+from coldtune.content.cnn import (
+    CNN_ARCHITECTURES,
+    WINDOW_FRAMES,
+    NetworkConfig,
+    build_cnn,
+    predict_clip,
+)
+from coldtune.content.objectives import mse_loss
+from coldtune.content.training import PRECISIONS
 
 BATCH = 64
 CLIP_FRAMES = 1 + 30 * 22050 // 512  # a 30 s clip in the store: 1,292 frames
@@ -45,7 +51,7 @@ def main() -> None:
         runs = {}
         for precision in PRECISIONS:
             torch.manual_seed(0)
-            model = build_cnn(CNNConfig(architecture=architecture))
+            model = build_cnn(NetworkConfig(architecture=architecture))
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
             def steps(model=model, optimizer=optimizer, precision=precision) -> None:
@@ -67,7 +73,7 @@ def main() -> None:
                 f"({1000 * seconds / args.steps:6.1f} ms/step, {fp32 / seconds:4.2f}x fp32)"
             )
 
-        model = build_cnn(CNNConfig(architecture=architecture))
+        model = build_cnn(NetworkConfig(architecture=architecture))
         clip = rng.normal(-30, 15, (CLIP_FRAMES, 128)).astype(np.float32)
         predict_clip(model, clip)
         ((seconds, _),) = interleaved_medians(

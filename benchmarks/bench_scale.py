@@ -135,11 +135,13 @@ def stage_generate(args: argparse.Namespace) -> dict:
 
 
 def stage_ingest(args: argparse.Namespace) -> dict:
-    from coldtune import pipeline
+    from coldtune import steps
     from coldtune.workspace import Workspace
 
     start = time.perf_counter()
-    interactions = pipeline.ingest(args.cache / "train_triplets.txt", Workspace(args.cache / "w"))
+    interactions = steps.plays.ingest(
+        args.cache / "train_triplets.txt", Workspace(args.cache / "w")
+    )
     report = interactions.report
     return {
         "seconds": round(time.perf_counter() - start, 1),
@@ -151,12 +153,12 @@ def stage_ingest(args: argparse.Namespace) -> dict:
 
 
 def stage_split(args: argparse.Namespace) -> dict:
-    from coldtune import pipeline
+    from coldtune import steps
     from coldtune.data.splits import SPLIT_PRESETS
     from coldtune.workspace import Workspace
 
     start = time.perf_counter()
-    split = pipeline.make_split(Workspace(args.cache / "w"), SPLIT_PRESETS["paper-full"])
+    split = steps.plays.split(Workspace(args.cache / "w"), SPLIT_PRESETS["paper-full"])
     return {
         "seconds": round(time.perf_counter() - start, 1),
         "users": len(split.users),

@@ -104,12 +104,12 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# {command()}\n# {machine()}")
 
-    from coldtune.catalogue import Catalogue
+    from coldtune.steps.catalogue import load_catalogue
     from coldtune.threads import one_thread
     from coldtune.workspace import Workspace
 
     workspace = Workspace(args.workspace)
-    catalogue = Catalogue(workspace)
+    catalogue = load_catalogue(workspace)
     song_ids = [str(s) for s in catalogue.song_ids]
     clip = next(p for s, p in catalogue.clips.items() if catalogue.cold[catalogue.song_row(s)])
     body = multipart(clip)

@@ -17,7 +17,7 @@ from common import command, interleaved_medians, machine
 from threadpoolctl import threadpool_limits
 
 from coldtune import WeightedMatrixFactorization
-from coldtune.cf.wmf import confidence
+from coldtune.cf.algebra import confidence
 from coldtune.data.synth import SYNTH_SIZES, synth_config, synth_plays
 
 

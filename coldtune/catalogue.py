@@ -28,8 +28,6 @@ Three sets of song factors, each an answer to a different question:
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from coldtune.audio.store import extract_clip
+from coldtune.data.ids import IdMap
 from coldtune.errors import NotFoundError, ParameterError, WorkspaceError
 from coldtune.eval.similar import gram, top_k, unit_rows, usage_embedding
-from coldtune.threads import one_thread
-from coldtune.workspace import Workspace, atomic_path, read_json
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 """What a song or user id may look like: letters, digits, `_ . : -`, not starting with
@@ -59,195 +57,49 @@ def check_id(value: str, *, what: str) -> str:
     return value
 
 
-# --------------------------------------------------------------------------- metadata
-
-METADATA_FILES = ("songs.csv", "world/tracks.csv", "unique_tracks.txt", "world/unique_tracks.txt")
-"""Where a workspace may keep artists and titles, first found wins: a CSV with columns
-song_id, artist, title (the demo world's tracks.csv is one), or the MSD's
-unique_tracks.txt (track<SEP>song<SEP>artist<SEP>title)."""
-
-
-def song_metadata(workspace: Workspace) -> dict[str, tuple[str, str]]:
-    """song id -> (artist, title) from the first file of METADATA_FILES found; empty if
-    the workspace has none (songs are then shown by id)."""
-    for name in METADATA_FILES:
-        path = workspace.root / name
-        if not path.is_file():
-            continue
-        found: dict[str, tuple[str, str]] = {}
-        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-            if path.suffix == ".csv":
-                reader = csv.DictReader(handle)
-                missing = {"song_id", "artist", "title"} - set(reader.fieldnames or ())
-                if missing:
-                    raise WorkspaceError(
-                        f"{path}: needs columns song_id, artist, title; missing "
-                        f"{', '.join(sorted(missing))}"
-                    )
-                for row in reader:
-                    found.setdefault(row["song_id"], (row["artist"], row["title"]))
-            else:
-                for line in handle:
-                    parts = line.rstrip("\n").split("<SEP>")
-                    if len(parts) == 4:
-                        found.setdefault(parts[1], (parts[2], parts[3]))
-        return found
-    return {}
-
-
-def clip_paths(workspace: Workspace) -> dict[str, Path]:
-    """song id -> its audio file, for playing it: the demo world's manifest if there is
-    one, else the paths the feature store was extracted from (those that still exist)."""
-    manifest = workspace.root / "world" / "clips.csv"
-    if manifest.is_file():
-        with open(manifest, newline="") as handle:
-            return {row["song_id"]: manifest.parent / row["path"] for row in csv.DictReader(handle)}
-    import pyarrow.compute as pc
-
-    from coldtune.audio.store import _read_indexes
-
-    index = _read_indexes(workspace.features_dir / "shards")
-    index = index.filter(pc.is_null(index["reason"]))
-    found = {}
-    for song, path in zip(index["song_id"].to_pylist(), index["path"].to_pylist(), strict=True):
-        candidate = Path(path)  # absolute, or relative to where `extract` ran
-        if candidate.is_file():
-            found[song] = candidate
-    return found
-
-
-# --------------------------------------------------------------------------- clip models
-
-
-def clip_models(workspace: Workspace) -> list[str]:
-    """Content models of the workspace that can predict factors from a new clip (those
-    that kept their weights: the CNNs), best cold-start AUC first when the results table
-    exists, else by name."""
-    root = workspace.root / "models"
-    names = sorted(p.parent.name for p in root.glob("*/weights.pt")) if root.exists() else []
-    results = workspace.results_dir / "evaluation.json"
-    if results.exists():
-        auc = {row["model"]: row["auc"] for row in read_json(results, what="", hint="")["rows"]}
-        names.sort(key=lambda name: -auc.get(name, -1.0))
-    return names
-
-
-def choose_clip_model(workspace: Workspace, model: str | None = None) -> str:
-    available = clip_models(workspace)
-    if model is not None:
-        check_id(model, what="model")
-        if model not in available:
-            raise WorkspaceError(
-                f"{workspace.models_dir(model)}: no clip model named {model!r} (one with "
-                f"weights.pt); available: {', '.join(available) or 'none'}"
-            )
-        return model
-    if not available:
-        raise WorkspaceError(
-            f"{workspace.root / 'models'}: no model that predicts factors from a clip; "
-            "train one with `coldtune train cnn --workspace W`"
-        )
-    return available[0]
-
-
 class ClipModel:
-    """A trained CNN with the feature settings of its workspace: file -> factors."""
+    """A trained content model that reads audio, with the feature settings of its
+    workspace: clip -> factors (bow-linear, bow-mlp, mlr, cnn)."""
 
-    def __init__(self, workspace: Workspace, name: str):
-        import torch
-
-        from coldtune.audio.store import ExtractConfig
-        from coldtune.models.cnn import CNNConfig, build_cnn
-
-        folder = workspace.models_dir(name)
-        hint = f"train it again with `coldtune train cnn --workspace W` ({name})"
-        config = read_json(folder / "config.json", what="model config", hint=hint)
-        self.name = name
-        self.folder = folder
-        self.config = CNNConfig(**config["cnn"])
-        self.network = build_cnn(self.config)
-        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
-        self.network.load_state_dict(state)
-        self.network.eval()
-        self.extract_config = ExtractConfig.from_dict(
-            read_json(
-                workspace.features_dir / "config.json",
-                what="feature store",
-                hint="run `coldtune audio extract` first",
-            )
+    def __init__(self, name: str, model, extract_config, folder: Path | None = None):
+        self.name, self.model, self.extract_config, self.folder = (
+            name,
+            model,
+            extract_config,
+            folder,
         )
+        # mlr scores with users of its own (each one's mean embedding of their songs)
+        self.user_factors = getattr(model, "user_factors_", None)
 
-    def predict_frames(self, mel: np.ndarray) -> np.ndarray:
-        """Factors [shape=(k,)] of a clip's log-mel frames [shape=(frames, n_mels)]."""
-        from coldtune.models.cnn import predict_clip
-
-        # eval mode, no gradients: concurrent calls (the service's threads) share nothing
-        return predict_clip(self.network, mel).astype(np.float32)
+    def predict_songs(self, songs) -> np.ndarray:
+        """Factors [shape=(len(songs), k)] float32 of songs' features (mappings)."""
+        return np.asarray(self.model.predict(songs), dtype=np.float32)
 
     def predict_file(self, path: str | Path) -> np.ndarray:
-        """Decode a clip as the feature store did, and predict its factors.
+        """Decode a clip as the feature store did, and predict its factors [shape=(k,)].
 
         Raises ClipRejected (with the reason) for a file that gives no clip.
         """
-        from coldtune.audio.store import extract_clip
-
-        mel = extract_clip(str(path), self.extract_config)["mel"]
+        features = extract_clip(str(path), self.extract_config)
         # the store keeps float16: round the same way, so a clip already in the
         # catalogue gets exactly its catalogue prediction
-        return self.predict_frames(mel.astype(np.float16))
+        rounded = {kind: features[kind].astype(np.float16) for kind in ("mel", "mfcc")}
+        return self.predict_songs([rounded])[0]
 
 
-def catalogue_predictions(
-    workspace: Workspace, model: ClipModel, song_ids: np.ndarray, *, on_progress=None
-) -> np.ndarray:
-    """The clip model's factors for `song_ids` [shape=(n, k)], NaN for songs without
-    audio; cached in W/models/NAME/catalogue.npz, keyed by the weights and the store."""
-    from coldtune.audio.store import FeatureStore
-
-    store = FeatureStore(workspace.features_dir)
-    digest = hashlib.blake2b(digest_size=12)
-    for path in [model.folder / "weights.pt", *sorted((store.root / "shards").glob("*.parquet"))]:
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    key = digest.hexdigest()
-    cache = model.folder / "catalogue.npz"
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as saved:
-            if str(saved["key"]) == key:
-                index = {song: i for i, song in enumerate(saved["song_ids"])}
-                if all(song in index for song in song_ids):
-                    return saved["factors"][[index[song] for song in song_ids]]
-    factors = np.full((len(song_ids), model.config.factors), np.nan, dtype=np.float32)
-    with one_thread():
-        for i, song in enumerate(song_ids):
-            if song in store:
-                factors[i] = model.predict_frames(store.song(song, "mel"))
-            if on_progress is not None:
-                on_progress(i + 1, len(song_ids))
-    with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
-        np.savez(
-            handle, key=np.array(key), song_ids=np.asarray(song_ids, dtype=str), factors=factors
-        )
-    return factors
-
-
-def inputs_key(workspace: Workspace, model: str) -> str:
-    """A digest of the artefacts the analyses read (split, WMF, tags, the clip model's
-    weights, the feature store): saved with tags.json and map.json, so the report knows
-    whether they are current."""
-    paths = [
-        workspace.split_path,
-        workspace.wmf_dir / "factors.npz",
-        workspace.root / "tags" / "tags.parquet",
-        workspace.models_dir(model) / "weights.pt",
-        *sorted((workspace.features_dir / "shards").glob("*.parquet")),
-    ]
-    digest = hashlib.blake2b(model.encode(), digest_size=12)
-    for path in paths:
-        if path.exists():
-            stat = path.stat()
-            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+def search_texts(texts: list[str], query: str, *, n: int = 20) -> list[int]:
+    """Indices of the (lower-case) texts that contain every word of `query`, in order,
+    at most n: the one search of songs by artist, title or id."""
+    words = query.lower().split()
+    if not words:
+        raise ParameterError("give some words of an artist or a title to search for")
+    found = []
+    for row, text in enumerate(texts):
+        if all(word in text for word in words):
+            found.append(row)
+            if len(found) == n:
+                break
+    return found
 
 
 # --------------------------------------------------------------------------- the catalogue
@@ -266,49 +118,61 @@ class Catalogue:
     the split's users, in WMF's row order.
     """
 
-    def __init__(self, workspace: Workspace, *, model: str | None = None, on_progress=None):
-        from coldtune.data.plays import load_interactions
-        from coldtune.data.splits import load_split
-        from coldtune.pipeline import load_wmf
+    def __init__(
+        self,
+        *,
+        song_ids: np.ndarray,
+        cold: np.ndarray,
+        user_ids: np.ndarray,
+        user_factors: np.ndarray,
+        usage_factors: np.ndarray,
+        predicted_factors: np.ndarray,
+        training_plays: sp.csr_matrix,
+        held_out_plays: sp.csr_matrix | None = None,
+        clip_model: ClipModel | None = None,
+        metadata: dict[str, tuple[str, str]] | None = None,
+        clips: dict[str, Path] | None = None,
+        source: str = "",
+    ):
+        """Songs are the catalogue's columns (warm, then cold); users its rows.
 
-        self.workspace = workspace
-        interactions = load_interactions(workspace)
-        split = load_split(workspace, interactions)
-        wmf = load_wmf(workspace, split=split)
-        columns = np.concatenate([split.warm_songs, split.cold_songs])
-        n_warm = len(split.warm_songs)
-        self.song_ids = np.asarray(interactions.song_ids[columns], dtype=str)
-        self.cold = np.arange(len(columns)) >= n_warm
-        self.user_ids = np.asarray(interactions.user_ids[split.users], dtype=str)
-        self._song_index = {song: i for i, song in enumerate(self.song_ids)}
-        self._user_index = {user: u for u, user in enumerate(self.user_ids)}
-
-        metadata = song_metadata(workspace)
+        song_ids, cold : [shape=(n_songs,)] ids and whether each song is cold.
+        user_ids, user_factors : [shape=(n_users,)], WMF's X [shape=(n_users, k)].
+        usage_factors : what the plays say of each song [shape=(n_songs, k)] (see above).
+        predicted_factors : the clip model's factors, NaN rows for songs without audio.
+        training_plays : users x songs, the plays WMF saw (zero on cold songs).
+        held_out_plays : users x songs, the plays the split hid (cold songs only).
+        clip_model : what turns a new clip into factors (None: `embed_file` refuses).
+        source : where the catalogue came from, for messages (a workspace folder).
+        """
+        n_songs, n_users = len(song_ids), len(user_ids)
+        self.source = source
+        self.song_ids = np.asarray(song_ids, dtype=str)
+        self.cold = np.asarray(cold, dtype=bool)
+        self.user_ids = np.asarray(user_ids, dtype=str)
+        self.songs, self.users = IdMap(self.song_ids), IdMap(self.user_ids)
+        metadata = metadata or {}
         self.artists = np.array([metadata.get(s, ("", ""))[0] for s in self.song_ids], dtype=object)
         self.titles = np.array([metadata.get(s, ("", ""))[1] for s in self.song_ids], dtype=object)
-        self.clips = clip_paths(workspace)
-
-        self.user_factors = np.asarray(wmf.user_factors_, dtype=np.float32)
+        self.clips = clips or {}
+        self.user_factors = np.asarray(user_factors, dtype=np.float32)
         self.gram = gram(self.user_factors)
-        # users x songs of this catalogue: the plays WMF saw (warm) and the held-out ones
-        plays = interactions.matrix[split.users]
-        self.training_plays = sp.hstack(
-            [plays[:, split.warm_songs], sp.csr_matrix((len(split.users), len(split.cold_songs)))]
-        ).tocsr()
-        self.held_out_plays = sp.hstack(
-            [sp.csr_matrix((len(split.users), n_warm)), plays[:, split.cold_songs]]
-        ).tocsr()
-        folded = wmf.fold_in_songs(split.cold_plays(interactions.matrix))
-        self.usage_factors = np.vstack([wmf.song_factors_, folded]).astype(np.float32)
-
-        self.model_name = choose_clip_model(workspace, model)
-        self.clip_model = ClipModel(workspace, self.model_name)
-        self.predicted_factors = catalogue_predictions(
-            workspace, self.clip_model, self.song_ids, on_progress=on_progress
+        self.training_plays = sp.csr_matrix(training_plays)
+        self.held_out_plays = sp.csr_matrix(
+            held_out_plays if held_out_plays is not None else (n_users, n_songs)
         )
+        self.usage_factors = np.asarray(usage_factors, dtype=np.float32)
+        self.clip_model = clip_model
+        self.model_name = clip_model.name if clip_model is not None else ""
+        self.predicted_factors = np.asarray(predicted_factors, dtype=np.float32)
         self.has_audio = np.isfinite(self.predicted_factors).all(axis=1)
+        # a model that scores with users of its own (mlr) is asked with them
+        own = clip_model.user_factors if clip_model is not None else None
+        self.predicted_user_factors = self.user_factors if own is None else own
+        self.predicted_gram = gram(self.predicted_user_factors) if own is not None else self.gram
         self.scoring_factors = self.usage_factors.copy()
-        self.scoring_factors[self.cold] = self.predicted_factors[self.cold]
+        if own is None:
+            self.scoring_factors[self.cold] = self.predicted_factors[self.cold]
 
     # ----------------------------------------------------------------- ids and songs
 
@@ -322,21 +186,21 @@ class Catalogue:
     def song_row(self, song_id: str) -> int:
         check_id(song_id, what="song")
         try:
-            return self._song_index[song_id]
+            return self.songs.row(song_id)
         except KeyError:
             raise NotFoundError(
                 f"unknown song id {song_id!r}: not among the {len(self):,} songs of the "
-                f"split in {self.workspace.root} (search by artist or title to find an id)"
+                f"split in {self.source} (search by artist or title to find an id)"
             ) from None
 
     def user_row(self, user_id: str) -> int:
         check_id(user_id, what="user")
         try:
-            return self._user_index[user_id]
+            return self.users.row(user_id)
         except KeyError:
             raise NotFoundError(
                 f"unknown user id {user_id!r}: not among the {self.n_users:,} users of the "
-                f"split in {self.workspace.root}"
+                f"split in {self.source}"
             ) from None
 
     def describe(self, row: int) -> dict:
@@ -359,16 +223,7 @@ class Catalogue:
     def search(self, query: str, *, n: int = 20) -> list[int]:
         """Rows of songs whose artist, title or id contains every word of `query`
         (case-insensitive), in catalogue order."""
-        words = query.lower().split()
-        if not words:
-            raise ParameterError("give some words of an artist or a title to search for")
-        found = []
-        for row, text in enumerate(self._search_text):
-            if all(word in text for word in words):
-                found.append(row)
-                if len(found) == n:
-                    break
-        return found
+        return search_texts(self._search_text, query, n=n)
 
     @cached_property
     def _search_text(self) -> list[str]:
@@ -386,11 +241,11 @@ class Catalogue:
     @cached_property
     def _predicted_unit(self) -> np.ndarray:
         factors = np.where(self.has_audio[:, None], self.predicted_factors, 0.0)
-        return unit_rows(usage_embedding(factors, self.gram))
+        return unit_rows(usage_embedding(factors, self.predicted_gram))
 
     def predicted_embedding(self, factors: np.ndarray) -> np.ndarray:
         """Unit-length usage embedding of predicted factors [shape=(n, k)] -> (n, k)."""
-        return unit_rows(usage_embedding(np.atleast_2d(factors), self.gram))
+        return unit_rows(usage_embedding(np.atleast_2d(factors), self.predicted_gram))
 
     def similar(self, song_id: str, *, n: int = 10) -> dict[str, list[Neighbour]]:
         """Table 4: the n songs whose usage patterns are closest (cosine) to the song's,
@@ -427,6 +282,9 @@ class Catalogue:
         cold song that the split hid: a hit the system could not have known)."""
         u = self.user_row(user_id)
         scores = self.scoring_factors @ self.user_factors[u]
+        if self.predicted_user_factors is not self.user_factors:  # mlr: its own user space
+            cold_scores = self.predicted_factors @ self.predicted_user_factors[u]
+            scores = np.where(self.cold, cold_scores, scores)
         excluded = self.training_plays.indices[
             self.training_plays.indptr[u] : self.training_plays.indptr[u + 1]
         ]
@@ -446,7 +304,7 @@ class Catalogue:
     def listeners(self, factors: np.ndarray, *, n: int = 10) -> list[tuple[int, float]]:
         """The n users with the highest predicted preference x_u^T y for a song with
         factors y [shape=(k,)]: (user row, score)."""
-        scores = self.user_factors @ np.asarray(factors, dtype=np.float32)
+        scores = self.predicted_user_factors @ np.asarray(factors, dtype=np.float32)
         return [(int(u), float(scores[u])) for u in top_k(scores, n)]
 
     def user_summary(self, u: int, *, n: int = 3) -> dict:
@@ -464,6 +322,8 @@ class Catalogue:
 
     def embed_file(self, path: str | Path) -> np.ndarray:
         """Predicted factors [shape=(k,)] of an audio file (ClipRejected if unusable)."""
+        if self.clip_model is None:
+            raise WorkspaceError("this catalogue has no clip model; train a content model first")
         return self.clip_model.predict_file(path)
 
     def clip_path(self, song_id: str) -> Path:

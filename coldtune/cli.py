@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from enum import StrEnum
@@ -19,10 +20,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from coldtune import pipeline
+from coldtune.cf.spark import SparkConfig
 from coldtune.cf.wmf import WMFConfig
+from coldtune.cli_options import options_help, parse_options, takes
 from coldtune.data.splits import SPLIT_PRESETS, SplitConfig
-from coldtune.data.synth import SYNTH_SIZES, synth_config, synth_plays, write_plays
+from coldtune.data.synth import SYNTH_SIZES
 from coldtune.errors import ColdtuneError
 from coldtune.workspace import Workspace
 
@@ -61,6 +63,10 @@ WorkspaceOption = Annotated[
 ]
 
 
+def say(message: str = "") -> None:
+    console.print(message, highlight=False, soft_wrap=True)
+
+
 def friendly(command):
     """Print a ColdtuneError as one line and exit with status 2 instead of a traceback."""
 
@@ -86,13 +92,6 @@ class OnBadLines(StrEnum):
     skip = "skip"
 
 
-def _detect_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    return {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv"}.get(
-        suffix, "triplets"
-    )
-
-
 @plays_app.command("ingest")
 @friendly
 def plays_ingest(
@@ -100,7 +99,7 @@ def plays_ingest(
     workspace: WorkspaceOption,
     format: Annotated[
         PlaysFormat | None,
-        typer.Option(help="File format; default: from the suffix (.csv, .parquet), else triplets."),
+        typer.Option(help="File format; default: detected from the file (and said)."),
     ] = None,
     user_col: Annotated[str, typer.Option(help="User id column (CSV, Parquet).")] = "user",
     song_col: Annotated[str, typer.Option(help="Song id column (CSV, Parquet).")] = "song",
@@ -110,18 +109,20 @@ def plays_ingest(
     ] = OnBadLines.error,
 ):
     """Read play counts (Taste Profile triplets, CSV, Parquet) into W/plays/."""
+    from coldtune.steps.plays import ingest
+
     start = time.perf_counter()
-    interactions = pipeline.ingest(
+    interactions = ingest(
         path,
         Workspace(workspace),
-        format=(format.value if format else _detect_format(path)),
+        format=format.value if format else None,
         user_col=user_col,
         song_col=song_col,
         count_col=count_col,
         on_bad_lines=on_bad_lines.value,
     )
-    console.print(interactions.report.summary(), highlight=False)
-    console.print(f"wrote {workspace / 'plays'} in {time.perf_counter() - start:.1f} s")
+    say(interactions.report.summary())
+    say(f"wrote {workspace / 'plays'} in {time.perf_counter() - start:.1f} s")
 
 
 @plays_app.command("synth")
@@ -137,10 +138,12 @@ def plays_synth(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ):
     """Generate play counts shaped like the Taste Profile (power laws, heavy-tailed counts)."""
+    from coldtune.data.synth import synth_config, synth_plays, write_plays
+
     start = time.perf_counter()
     config = synth_config(size, users=users, songs=songs, plays=plays, seed=seed)
     generated = synth_plays(config)
-    write_plays(generated, out, format=_detect_format(out))
+    write_plays(generated, out)
     m = generated.matrix
     console.print(
         f"wrote {out}: {m.shape[0]:,} users x {m.shape[1]:,} songs, {m.nnz:,} triplets, "
@@ -150,30 +153,21 @@ def plays_synth(
 
 @app.command("split")
 @friendly
+@takes(SplitConfig, into="config")
 def split(
     workspace: WorkspaceOption,
+    config: SplitConfig,
     preset: Annotated[
         str | None, typer.Option(help=f"The paper's settings: {', '.join(SPLIT_PRESETS)}.")
     ] = None,
-    cold_fraction: Annotated[float, typer.Option(help="Share of songs held out as cold.")] = 0.2,
-    cold_songs: Annotated[int | None, typer.Option(help="Exact number of cold songs.")] = None,
-    top_songs: Annotated[
-        int | None, typer.Option(help="Keep the N songs with most listeners.")
-    ] = None,
-    users: Annotated[int | None, typer.Option(help="Keep M users at random.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ):
     """Hold out cold songs (section 5.2); optionally keep a popular subset first."""
+    from coldtune.steps import plays
+
     if preset is not None:
-        if preset not in SPLIT_PRESETS:
-            raise ColdtuneError(
-                f"--preset must be one of {', '.join(SPLIT_PRESETS)}, got {preset!r}"
-            )
-        config = SplitConfig(**{**SPLIT_PRESETS[preset].__dict__, "seed": seed})
-    else:
-        config = SplitConfig(cold_fraction, cold_songs, top_songs, users, seed)
-    result = pipeline.make_split(Workspace(workspace), config)
-    console.print(
+        config = plays.split_config(preset, seed=config.seed)
+    result = plays.split(Workspace(workspace), config)
+    say(
         f"{len(result.users):,} users, {len(result.warm_songs):,} warm songs, "
         f"{len(result.cold_songs):,} cold songs -> {workspace / 'split.json'}"
     )
@@ -181,19 +175,12 @@ def split(
 
 @wmf_app.command("fit")
 @friendly
+@takes(WMFConfig, into="config")
+@takes(SparkConfig, into="spark", exclude=("conf",), panel="Spark")
 def wmf_fit(
     workspace: WorkspaceOption,
-    factors: Annotated[int, typer.Option(help="Latent factors k.")] = WMFConfig.factors,
-    alpha: Annotated[float, typer.Option(help="alpha of eq. (2).")] = WMFConfig.alpha,
-    epsilon: Annotated[float, typer.Option(help="epsilon of eq. (2).")] = WMFConfig.epsilon,
-    regularization: Annotated[
-        float, typer.Option(help="lambda of eq. (3).")
-    ] = WMFConfig.regularization,
-    iterations: Annotated[int, typer.Option(help="ALS sweeps.")] = WMFConfig.iterations,
-    backend: Annotated[
-        str, typer.Option(help="implicit (CPU), torch (GPU/CPU) or spark (MLlib ALS).")
-    ] = "implicit",
-    seed: Annotated[int, typer.Option(help="Seed of the initial factors.")] = 0,
+    config: WMFConfig,
+    spark: SparkConfig,
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
     plays: Annotated[
         str | None,
@@ -203,37 +190,10 @@ def wmf_fit(
             rich_help_panel="Spark",
         ),
     ] = None,
-    user_col: Annotated[
-        str, typer.Option(help="spark --plays: user id column.", rich_help_panel="Spark")
-    ] = "user",
-    song_col: Annotated[
-        str, typer.Option(help="spark --plays: song id column.", rich_help_panel="Spark")
-    ] = "song",
-    count_col: Annotated[
-        str, typer.Option(help="spark --plays: play count column.", rich_help_panel="Spark")
-    ] = "count",
-    spark_master: Annotated[
+    columns: Annotated[
         str,
-        typer.Option(
-            help="local[N], local[*], yarn, spark://HOST:7077, k8s://... (unused when a "
-            "SparkSession is already running).",
-            rich_help_panel="Spark",
-        ),
-    ] = "local[*]",
-    spark_driver_memory: Annotated[
-        str | None,
-        typer.Option(
-            help="Driver JVM heap, e.g. 16g. Default: 60% of this machine's memory in local "
-            "mode (Spark runs inside the driver), 4g on a cluster.",
-            rich_help_panel="Spark",
-        ),
-    ] = None,
-    spark_checkpoint_dir: Annotated[
-        str | None,
-        typer.Option(
-            help="Shared folder for ALS checkpoints on a cluster.", rich_help_panel="Spark"
-        ),
-    ] = None,
+        typer.Option(help="spark --plays: user,song,count columns.", rich_help_panel="Spark"),
+    ] = "user,song,count",
     spark_conf: Annotated[
         list[str] | None,
         typer.Option(
@@ -243,58 +203,33 @@ def wmf_fit(
     ] = None,
 ):
     """Fit WMF on the warm songs' plays; write factors and the objective per iteration."""
-    config = WMFConfig(factors, alpha, epsilon, regularization, iterations, backend, seed)
+    from coldtune.cf.spark import PlaysColumns
+    from coldtune.steps import wmf
 
     def show(iteration: int, objective: float | None, seconds: float) -> None:
         value = f"objective {objective:.7g}" if objective is not None else "objective not tracked"
-        console.print(f"iteration {iteration + 1:>3}/{iterations}: {value}  ({seconds:.2f} s)")
+        say(f"iteration {iteration + 1:>3}/{config.iterations}: {value}  ({seconds:.2f} s)")
 
-    if backend != "spark":
-        if plays is not None:
-            raise ColdtuneError("--plays is read by Spark: add --backend spark")
-        pipeline.fit_wmf(Workspace(workspace), config, device=device, callback=show)
-        console.print(f"wrote {workspace / 'wmf'}")
-        return
-
-    from coldtune.cf.spark import PlaysColumns, SparkConfig, spark_session
-
-    pairs = []
-    for item in spark_conf or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ColdtuneError(f"--spark-conf expects KEY=VALUE, got {item!r}")
-        pairs.append((key.strip(), value.strip()))
-    spark_config = SparkConfig(
-        master=spark_master,
-        driver_memory=spark_driver_memory,
-        checkpoint_dir=spark_checkpoint_dir,
-        conf=tuple(pairs),
-    )
     start = time.perf_counter()
-    if plays is None:
-        with spark_session(spark_config):  # the backend runs on this session
-            pipeline.fit_wmf(Workspace(workspace), config, callback=show)
-    else:
-        fit = pipeline.fit_wmf_spark(
-            Workspace(workspace),
-            config,
-            plays,
-            spark=spark_config,
-            columns=PlaysColumns(user_col, song_col, count_col),
-            on_stage=lambda message: console.print(message, highlight=False, soft_wrap=True),
-        )
-        report = fit.plays
-        console.print(
+    fitted = wmf.run(
+        Workspace(workspace),
+        config,
+        plays=plays,
+        spark=wmf.with_spark_settings(spark, spark_conf),
+        columns=PlaysColumns(*columns.split(",")),
+        device=device,
+        callback=show,
+        on_stage=say,
+    )
+    if plays is not None:
+        report = fitted.plays
+        say(
             f"read {report.rows_read:,} rows: {report.plays:,} (user, song) pairs kept, "
             f"{report.rows_outside:,} rows outside the split's users and warm songs, "
-            f"{report.rows_bad:,} bad (no id, no count or a negative one)",
-            highlight=False,
-            soft_wrap=True,
+            f"{report.rows_bad:,} bad (no id, no count or a negative one)"
         )
-        show(iterations - 1, fit.objective, fit.seconds / iterations)
-    console.print(
-        f"wrote {workspace / 'wmf'} in {time.perf_counter() - start:.1f} s", highlight=False
-    )
+        show(config.iterations - 1, fitted.objective, fitted.seconds / config.iterations)
+    say(f"wrote {workspace / 'wmf'} in {time.perf_counter() - start:.1f} s")
 
 
 @app.command("evaluate")
@@ -313,36 +248,42 @@ def evaluate(
 ):
     """Score cold songs for every user; print and write the results table."""
     from coldtune.eval.parts import UserPart
+    from coldtune.steps import evaluate as step
 
     if merge:
         if users is not None:
             raise ColdtuneError("give --users i/n to evaluate a part, or --merge, not both")
-        results = pipeline.merge_evaluation(Workspace(workspace))
-        console.print(pipeline.results_markdown(results), highlight=False)
-        console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+        results = step.merge_evaluation(Workspace(workspace))
+        say(step.results_markdown(results))
+        say(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
         return
     part = UserPart.parse(users)
-    with _progress(TextColumn("{task.description:<16}")) as progress:
+    with _bars(16) as show:
+        results = step.evaluate(
+            Workspace(workspace), k=k, device=device, users=part, on_progress=show
+        )
+    say(step.results_markdown(results))
+    if part is None:
+        say(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
+    else:
+        say(
+            f"wrote {workspace / 'results' / 'parts' / f'evaluation-{part.name}.json'}; "
+            "once every part is there, run `coldtune evaluate --merge`",
+        )
+
+
+@contextlib.contextmanager
+def _bars(width: int):
+    """One progress bar per name: yields show(name, done, total)."""
+    with _progress(TextColumn(f"{{task.description:<{width}}}")) as progress:
         tasks: dict[str, int] = {}
 
         def show(name: str, done: int, total: int) -> None:
             if name not in tasks:
                 tasks[name] = progress.add_task(name, total=total)
-            progress.update(tasks[name], completed=done)
+            progress.update(tasks[name], completed=done, total=total)
 
-        results = pipeline.evaluate(
-            Workspace(workspace), k=k, device=device, users=part, on_progress=show
-        )
-    console.print(pipeline.results_markdown(results), highlight=False)
-    if part is None:
-        console.print(f"wrote {workspace / 'results' / 'evaluation.json'} and evaluation.md")
-    else:
-        console.print(
-            f"wrote {workspace / 'results' / 'parts' / f'evaluation-{part.name}.json'}; "
-            "once every part is there, run `coldtune evaluate --merge`",
-            highlight=False,
-            soft_wrap=True,
-        )
+        yield show
 
 
 def _progress(label: TextColumn, *, rate: bool = False) -> Progress:
@@ -416,20 +357,14 @@ def audio_extract(
             clips_per_shard=clips_per_shard,
             on_progress=show,
         )
-    console.print(
+    say(
         f"{summary.clips_found:,} files in part {summary.shard}: {summary.already_done:,} "
         f"already done, {summary.extracted:,} extracted, {summary.rejected_now:,} rejected "
         f"now in {summary.seconds:.1f} s ({summary.clips_per_second:.1f} clips/s, "
         f"{summary.workers} workers); {summary.songs_in_store:,} songs in the store",
-        highlight=False,
-        soft_wrap=True,
     )
     if summary.rejected_total:
-        console.print(
-            f"{summary.rejected_total:,} files rejected in all: see {summary.rejects_path}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(f"{summary.rejected_total:,} files rejected in all: see {summary.rejects_path}")
         raise typer.Exit(1)
 
 
@@ -456,13 +391,11 @@ def audio_merge(
         Workspace(workspace).features_dir, sources or [], allow_missing_parts=allow_missing_parts
     )
     how = "linked" if summary.linked else "copied"
-    console.print(
+    say(
         f"{summary.shards_imported:,} shards ({summary.songs_imported:,} songs) {how} from "
         f"{len(summary.sources)} stores, {summary.shards_already_there:,} already there; "
         f"parts {', '.join(summary.parts)}; {summary.songs_in_store:,} songs in the store, "
         f"{summary.rejected_total:,} files rejected (see {summary.rejects_path})",
-        highlight=False,
-        soft_wrap=True,
     )
 
 
@@ -477,87 +410,56 @@ def tags_ingest(
     from coldtune.data.tags import ingest_tags
 
     report = ingest_tags(folder, tracks, Workspace(workspace))
-    console.print(report.summary(), highlight=False, soft_wrap=True)
+    say(report.summary())
 
 
-@app.command("train")
+@app.command(
+    "train",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
 @friendly
 def train(
+    ctx: typer.Context,
     model: Annotated[
-        str,
-        typer.Argument(help="Content model: bow-linear, bow-mlp, mlr, cnn, metadata (tags)."),
-    ],
-    workspace: WorkspaceOption,
-    architecture: Annotated[
-        str | None, typer.Option(help="cnn: paper (default) or global-pooling.")
+        str | None, typer.Argument(help="bow-linear, bow-mlp, mlr, cnn or metadata (tags).")
     ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="cnn, mlr, bow-mlp: songs per batch (32, 256, 64).")
-    ] = None,
-    words: Annotated[
-        int | None, typer.Option(help="bow-*, mlr: k-means codebook size (4000).")
-    ] = None,
-    kmeans_iterations: Annotated[
-        int | None, typer.Option(help="bow-*, mlr: k-means iterations (20).")
-    ] = None,
-    objective: Annotated[
-        str | None, typer.Option(help="bow-mlp, cnn: mse (eq. 4, default) or wpe (eq. 5).")
-    ] = None,
-    hidden: Annotated[int | None, typer.Option(help="bow-mlp: hidden units (1000).")] = None,
-    dropout: Annotated[
-        float | None,
-        typer.Option(help="bow-mlp, cnn: dropout (bow-mlp: 0.5 mse, 0 wpe; cnn: 0)."),
-    ] = None,
-    dims: Annotated[
-        int | None, typer.Option(help="mlr: rank of the metric (0: every PCA component).")
-    ] = None,
-    neighbours: Annotated[
-        int | None, typer.Option(help="mlr: relevant songs per song, by shared listeners (10).")
-    ] = None,
-    margin: Annotated[float | None, typer.Option(help="mlr: hinge margin (1).")] = None,
-    optimizer: Annotated[
-        str | None, typer.Option(help="torch models: adamw (default) or sgd-nesterov.")
-    ] = None,
-    learning_rate: Annotated[
-        float | None, typer.Option(help="torch models: learning rate (1e-3; mlr 3e-3, cnn 3e-4).")
-    ] = None,
-    max_epochs: Annotated[
-        int | None, typer.Option(help="torch models: most epochs (bow-mlp 200, mlr 100, cnn 30).")
-    ] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option(help="torch models: epochs without improvement before stopping (10, cnn 5)."),
-    ] = None,
-    windows_per_song: Annotated[
-        int | None, typer.Option(help="cnn: random 3 s windows of each song per batch (4).")
-    ] = None,
-    precision: Annotated[
-        str | None, typer.Option(help="cnn: auto (bf16 where the CPU or GPU has it), fp32, bf16.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
+    workspace: Annotated[Path | None, typer.Option("--workspace", "-w")] = None,
 ):
     """Train a content model on the warm songs; predict the cold songs' factors.
 
-    Only the options given are passed on; each model has its own defaults (shown in
-    brackets) and an option that does not apply to the model is an error.
+    Its options are its config's fields (`coldtune train MODEL --help` lists them with
+    their defaults); an option that does not apply to the model is an error.
     """
-    from coldtune.models import train as train_model
+    from coldtune import content
+    from coldtune.steps.train import run as train_model
 
-    given = {
-        name: value
-        for name, value in locals().items()
-        if name not in ("model", "workspace", "train_model") and value is not None
-    }
-    report = train_model(Workspace(workspace), model, **given)
-    if "rank" in report:  # a process of torchrun's other than rank 0
-        console.print(f"{model}: process {report['rank']} done; rank 0 writes the model")
+    if model is None or "--help" in ctx.args:
+        say(_train_help(model))
         return
-    console.print(
+    options = parse_options(content.spec(model).config, ctx.args)
+    if workspace is None:
+        raise ColdtuneError("give the workspace: --workspace W")
+    report = train_model(Workspace(workspace), model, **options)
+    if "rank" in report:  # a process of torchrun's other than rank 0
+        say(f"{model}: process {report['rank']} done; rank 0 writes the model")
+        return
+    say(
         f"{model}: trained on {report['warm_songs']:,} warm songs, predicted "
         f"{report['cold_songs']:,} cold songs in {report['seconds']:.1f} s "
-        f"-> {workspace / 'models'}",
-        highlight=False,
-        soft_wrap=True,
+        f"-> {workspace / 'models' / report['row']}"
+    )
+
+
+def _train_help(model: str | None) -> str:
+    from coldtune import content
+
+    if model is None:
+        names = ", ".join(content.CONTENT_MODELS)
+        return f"Usage: coldtune train MODEL -w W [--option value ...]\n\nModels: {names}."
+    return (
+        f"Usage: coldtune train {model} -w W [--option value ...]\n\n"
+        f"Options (default, what):\n{options_help(content.spec(model).config)}"
     )
 
 
@@ -577,24 +479,15 @@ def world_build(
     from coldtune.world.build import build_world, world_config
 
     config = world_config(size, seed=seed, audio_share=audio_share)
-    with _progress(TextColumn("{task.description:<7}")) as progress:
-        tasks: dict[str, int] = {}
-
-        def show(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                tasks[step] = progress.add_task(step, total=total)
-            progress.update(tasks[step], completed=done, total=total)
-
+    with _bars(7) as show:
         summary = build_world(out, config, workers=workers, on_progress=show)
     if summary.cached:
-        console.print(f"{out}: already built with these settings", highlight=False)
-    console.print(
+        say(f"{out}: already built with these settings")
+    say(
         f"{summary.songs:,} songs by {summary.artists:,} artists, {summary.users:,} users, "
         f"{summary.triplets:,} triplets ({summary.plays:,} plays); "
         f"{summary.unusable_pieces:,} corpus pieces unusable (see unusable_pieces.tsv); "
         f"{summary.seconds:.0f} s -> {out}",
-        highlight=False,
-        soft_wrap=True,
     )
 
 
@@ -615,7 +508,12 @@ def experiment(
     audio extract) and the metadata row W/tags (coldtune tags ingest): a row without its
     data is listed as not run. Writes W/results/experiment.json and experiment.md.
     """
-    from coldtune.experiment import Stages, experiment_config, experiment_markdown, run_experiment
+    from coldtune.steps.experiment import (
+        Stages,
+        experiment_config,
+        experiment_markdown,
+        run_experiment,
+    )
 
     config = experiment_config(preset, seed=seed, backend=backend)
     stages = Stages(
@@ -627,11 +525,11 @@ def experiment(
         Workspace(workspace),
         config,
         stages=stages,
-        on_note=lambda message: console.print("  " + message, highlight=False),
+        on_note=lambda message: say("  " + message),
     )
     console.print()
-    console.print(experiment_markdown(results), highlight=False)
-    console.print(f"written to {workspace / 'results' / 'experiment.md'}", highlight=False)
+    say(experiment_markdown(results))
+    say(f"written to {workspace / 'results' / 'experiment.md'}")
 
 
 @app.command("demo")
@@ -649,24 +547,34 @@ def demo(
     workers: Annotated[int | None, typer.Option(help="Processes; default: one per core.")] = None,
 ):
     """The whole pipeline that exists, on the demo world: the results table."""
-    from coldtune.demo import run_demo
+    from coldtune.steps.demo import run_demo
+    from coldtune.steps.experiment import experiment_markdown
 
-    run_demo(
+    def stage(event: str, name: str, seconds: float | None) -> None:
+        console.print(f"[bold]{name}[/]" if event == "start" else f"  done in {seconds:.1f} s")
+
+    results = run_demo(
         Workspace(workspace),
         world=world,
         size=size,
         backend=backend,
         seed=seed,
         workers=workers,
-        console=console,
+        on_stage=stage,
+        on_note=lambda message: say("  " + message.replace("\n", "\n  ")),
     )
+    say()
+    say(experiment_markdown(results))
+    say(f"written to {workspace / 'results' / 'experiment.md'}")
+    if "report" in results:
+        say(f"report: {results['report']}")
 
 
 # --------------------------------------------------------------------------- using the predictions
 
 ModelOption = Annotated[
     str | None,
-    typer.Option(help="Clip model (a CNN in W/models); default: the best by cold-start AUC."),
+    typer.Option(help="Clip model: a content model in W/models that reads audio; default: a CNN."),
 ]
 
 
@@ -691,27 +599,20 @@ def tags_predict(
     if ctx.invoked_subcommand is not None:
         return
     if workspace is None:
-        console.print(ctx.get_help())
+        say(ctx.get_help())
         raise typer.Exit(0)
-    from coldtune.eval.tags import TagConfig, tag_experiment, tags_markdown
+    from coldtune.eval.tags import TagConfig, tags_markdown
+    from coldtune.steps.analyses import tags as tag_experiment
 
-    with _progress(TextColumn("{task.description:<22}")) as progress:
-        tasks: dict[str, int] = {}
-
-        def show(row: str, column: str, done: int, total: int) -> None:
-            name = f"{row}, {column}"
-            if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total)
-            progress.update(tasks[name], completed=done)
-
+    with _bars(22) as show:
         results = tag_experiment(
             Workspace(workspace),
             TagConfig(tags=n_tags, folds=folds, min_songs=max(10, folds)),
             model=model,
-            on_progress=show,
+            on_progress=lambda row, column, done, total: show(f"{row}, {column}", done, total),
         )
-    console.print(tags_markdown(results), highlight=False, soft_wrap=True)
-    console.print(f"wrote {workspace / 'results' / 'tags.json'} and tags.md")
+    say(tags_markdown(results))
+    say(f"wrote {workspace / 'results' / 'tags.json'} and tags.md")
 
 
 @app.command("similar")
@@ -723,19 +624,19 @@ def similar(
     model: ModelOption = None,
 ):
     """Table 4: the songs with the closest usage patterns, by WMF and by predicted factors."""
-    from coldtune.catalogue import Catalogue
+    from coldtune.steps.catalogue import load_catalogue
 
-    catalogue = Catalogue(Workspace(workspace), model=model)
+    catalogue = load_catalogue(Workspace(workspace), model=model)
     found = catalogue.similar(song, n=n)
-    console.print(f"[bold]{_song_line(catalogue, catalogue.song_row(song))}[/]", highlight=False)
+    say(f"[bold]{_song_line(catalogue, catalogue.song_row(song))}[/]")
     titles = {"usage": "by usage (WMF factors)", "predicted": f"by audio ({catalogue.model_name})"}
     for space, neighbours in found.items():
-        console.print(f"\n{titles[space]}:")
+        say(f"\n{titles[space]}:")
         if not neighbours:
-            console.print("  (the song has no audio)")
+            say("  (the song has no audio)")
         for rank, nb in enumerate(neighbours, start=1):
             line = _song_line(catalogue, nb.index, f"  {nb.similarity:.4f}")
-            console.print(f"  {rank:>2}. {line}", highlight=False, soft_wrap=True)
+            say(f"  {rank:>2}. {line}")
 
 
 @app.command("search")
@@ -746,19 +647,13 @@ def search(
     n: Annotated[int, typer.Option("-n", help="Most songs to list.")] = 20,
 ):
     """Find songs by artist or title, to get their ids."""
-    from coldtune.catalogue import song_metadata
+    from coldtune.steps.catalogue import search as find
 
-    ws = Workspace(workspace)
-    words = query.lower().split()
-    found = [
-        (song, artist, title)
-        for song, (artist, title) in song_metadata(ws).items()
-        if all(w in f"{artist} {title} {song}".lower() for w in words)
-    ]
-    for song, artist, title in found[:n]:
-        console.print(f"{song}  {artist} - {title}", highlight=False)
+    found = find(Workspace(workspace), query, n=n)
+    for song, artist, title in found:
+        say(f"{song}  {artist} - {title}")
     if not found:
-        console.print("no song matches")
+        say("no song matches")
 
 
 @app.command("recommend")
@@ -771,9 +666,9 @@ def recommend(
     model: ModelOption = None,
 ):
     """Top songs for a user by x_u^T y (warm songs: WMF; cold songs: predicted factors)."""
-    from coldtune.catalogue import Catalogue
+    from coldtune.steps.catalogue import load_catalogue
 
-    catalogue = Catalogue(Workspace(workspace), model=model)
+    catalogue = load_catalogue(Workspace(workspace), model=model)
     u = catalogue.user_row(user)
     about = catalogue.user_summary(u)
     console.print(
@@ -785,7 +680,7 @@ def recommend(
     for rank, pick in enumerate(catalogue.recommend(user, n=n, cold_only=cold_only), start=1):
         held = f", played {pick['held_out_plays']}x (held out)" if pick["held_out_plays"] else ""
         line = _song_line(catalogue, pick["row"], f"  {pick['score']:.3f}{held}")
-        console.print(f"{rank:>3}. {line}", highlight=False, soft_wrap=True)
+        say(f"{rank:>3}. {line}")
 
 
 @app.command("embed")
@@ -798,18 +693,18 @@ def embed(
     factors: Annotated[bool, typer.Option(help="Print the predicted factors too.")] = False,
 ):
     """A brand-new clip: its predicted factors, the most similar songs, likely listeners."""
-    from coldtune.catalogue import Catalogue
+    from coldtune.steps.catalogue import load_catalogue
 
-    catalogue = Catalogue(Workspace(workspace), model=model)
+    catalogue = load_catalogue(Workspace(workspace), model=model)
     predicted = catalogue.embed_file(file)
-    console.print(f"[bold]{file}[/]: factors predicted by {catalogue.model_name}", highlight=False)
+    say(f"[bold]{file}[/]: factors predicted by {catalogue.model_name}")
     if factors:
-        console.print(" ".join(f"{v:.4f}" for v in predicted), highlight=False, soft_wrap=True)
-    console.print("\nmost similar songs (predicted usage patterns):")
+        say(" ".join(f"{v:.4f}" for v in predicted))
+    say("\nmost similar songs (predicted usage patterns):")
     for rank, nb in enumerate(catalogue.similar_to_factors(predicted, n=n), start=1):
         line = _song_line(catalogue, nb.index, f"  {nb.similarity:.4f}")
-        console.print(f"  {rank:>2}. {line}", highlight=False, soft_wrap=True)
-    console.print("\nusers most likely to enjoy it (predicted preference x_u^T y):")
+        say(f"  {rank:>2}. {line}")
+    say("\nusers most likely to enjoy it (predicted preference x_u^T y):")
     for rank, (u, score) in enumerate(catalogue.listeners(predicted, n=n), start=1):
         about = catalogue.user_summary(u, n=2)
         console.print(
@@ -834,7 +729,8 @@ def song_map(
     model: ModelOption = None,
 ):
     """Figure 1: t-SNE of predicted usage patterns, as a PNG and an interactive page."""
-    from coldtune.eval.song_map import MapConfig, write_map
+    from coldtune.eval.song_map import MapConfig
+    from coldtune.steps.analyses import song_map as write_map
 
     result = write_map(
         Workspace(workspace),
@@ -842,12 +738,10 @@ def song_map(
         model=model,
     )
     folder = workspace / "results" / "map"
-    console.print(
+    say(
         f"{len(result['song_ids']):,} songs placed by {result['model']}, coloured by "
         f"{', '.join(result['colour_tags']) or 'nothing'}: {folder / 'map.png'}, "
         f"{folder / 'map.html'}",
-        highlight=False,
-        soft_wrap=True,
     )
 
 
@@ -855,13 +749,13 @@ def song_map(
 @friendly
 def report(workspace: WorkspaceOption, model: ModelOption = None):
     """One HTML page: results table, tag AUCs, similar songs, the map, stage times."""
-    from coldtune.report import write_report
+    from coldtune.steps.report import write_report
 
     def show(stage: str, seconds: float) -> None:
-        console.print(f"{stage}: {seconds:.1f} s", highlight=False)
+        say(f"{stage}: {seconds:.1f} s")
 
     path = write_report(Workspace(workspace), model=model, on_stage=show)
-    console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    say(f"wrote {path}")
 
 
 @app.command("serve")
@@ -883,7 +777,7 @@ def serve(
     app_ = create_app(
         Workspace(workspace), model=model, max_upload_bytes=int(max_upload_mb * 2**20)
     )
-    console.print(f"serving {workspace} on http://{host}:{port}/ (API: /docs)", highlight=False)
+    say(f"serving {workspace} on http://{host}:{port}/ (API: /docs)")
     uvicorn.run(app_, host=host, port=port, log_level="info")
 
 

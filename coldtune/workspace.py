@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,27 @@ def read_json(path: str | os.PathLike, *, what: str, hint: str) -> Any:
     return json.loads(path.read_text())
 
 
+def fingerprint(paths: Iterable[str | os.PathLike], *, root=None, **settings) -> str:
+    """A content hash (SHA-256) of the files an artefact was made from and its settings.
+
+    The one fingerprint of coldtune: results, caches and parts carry it, so an artefact
+    made from other inputs is never taken for a current one. Files are named relative
+    to `root` (when given) so a workspace copied elsewhere keeps its fingerprints; a
+    path that does not exist counts as absent.
+    """
+    digest = hashlib.sha256(repr(sorted(settings.items())).encode())
+    for path in sorted(Path(p) for p in paths):
+        name = path.relative_to(root).as_posix() if root is not None else path.name
+        digest.update(name.encode() + b"\0")
+        if not path.exists():
+            digest.update(b"absent\0")
+            continue
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _json_default(value: Any) -> Any:
     # numpy scalars and paths appear in summaries; JSON needs plain Python values
     if hasattr(value, "item"):
@@ -91,6 +113,18 @@ class Workspace:
     @property
     def results_dir(self) -> Path:
         return self.root / "results"
+
+    @property
+    def tags_path(self) -> Path:
+        return self.root / "tags" / "tags.parquet"
+
+    @property
+    def bow_dir(self) -> Path:
+        return self.root / "bow"
+
+    @property
+    def models_root(self) -> Path:
+        return self.root / "models"
 
     def models_dir(self, name: str) -> Path:
         return self.root / "models" / name

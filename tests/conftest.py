@@ -67,16 +67,13 @@ def small_demo(small_world, tmp_path_factory):
     import os
     import shutil
 
-    from rich.console import Console
-
-    from coldtune.demo import run_demo
+    from coldtune.steps.demo import run_demo
     from coldtune.workspace import Workspace
 
     world, _ = small_world
     root = tmp_path_factory.mktemp("demo") / "W"
     shutil.copytree(world, root / "world", copy_function=os.link)
-    with open(os.devnull, "w") as quiet:
-        results = run_demo(Workspace(root), world="small", console=Console(file=quiet))
+    results = run_demo(Workspace(root), world="small")
     return Workspace(root), results
 
 

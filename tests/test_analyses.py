@@ -16,10 +16,10 @@ from coldtune.eval.tags import (
     TagConfig,
     cross_validated_auc,
     most_frequent_tags,
-    read_tags,
     tag_labels,
 )
-from coldtune.models import training_data
+from coldtune.steps.analyses import song_tag_sets
+from coldtune.steps.train import training_set
 
 runner = CliRunner()
 
@@ -59,11 +59,12 @@ def tags_result(small_workspace):
 
 
 def test_tags_respect_the_split(small_workspace, tags_result):
-    data = training_data(small_workspace)
-    song_tags = read_tags(small_workspace)
-    counts = Counter(t for song in data.warm_ids for t in song_tags.get(song, ()))
+    songs = training_set(small_workspace)
+    warm_ids, cold_ids = songs.training.song_ids, songs.cold_ids
+    song_tags = song_tag_sets(small_workspace)
+    counts = Counter(t for song in warm_ids for t in song_tags.get(song, ()))
     assert tags_result["tags"] == sorted(counts, key=lambda t: (-counts[t], t))[:50]
-    assert tags_result["songs"] == {"warm": len(data.warm_ids), "cold": len(data.cold_ids)}
+    assert tags_result["songs"] == {"warm": len(warm_ids), "cold": len(cold_ids)}
     rows = {row["features"]: row for row in tags_result["rows"]}
     assert rows["wmf"]["cold"] is None  # cold songs have no WMF factors
     # factors learned from plays carry the tags the simulated listeners care about
@@ -74,7 +75,7 @@ def test_tags_respect_the_split(small_workspace, tags_result):
         row, column = key.split("/")
         assert rows[row][column] == pytest.approx(np.mean(list(aucs.values())))
     # every tag used in a column has at least min_songs songs with it and without it
-    labels = tag_labels(song_tags, data.cold_ids, tags_result["tags"])
+    labels = tag_labels(song_tags, cold_ids, tags_result["tags"])
     for tag in tags_result["per_tag"].get("predicted/cold", {}):
         column = labels[:, tags_result["tags"].index(tag)]
         assert 10 <= column.sum() <= len(column) - 10
@@ -138,14 +139,13 @@ def test_a_chosen_tag_colours_the_map_and_an_unknown_one_is_named(small_workspac
 def test_the_report_shows_every_section_and_reuses_fresh_analyses(
     small_workspace, tags_result, map_result, monkeypatch
 ):
-    import coldtune.eval.song_map
-    import coldtune.eval.tags
+    import coldtune.steps.analyses
 
     def refuse(*args, **kwargs):
         raise AssertionError("computed again although its inputs did not change")
 
-    monkeypatch.setattr(coldtune.eval.tags, "tag_experiment", refuse)
-    monkeypatch.setattr(coldtune.eval.song_map, "write_map", refuse)
+    monkeypatch.setattr(coldtune.steps.analyses, "tags", refuse)
+    monkeypatch.setattr(coldtune.steps.analyses, "song_map", refuse)
     result = runner.invoke(app, ["report", "-w", str(small_workspace.root)])
     assert result.exit_code == 0, result.output
     page = (small_workspace.results_dir / "report.html").read_text()

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from coldtune.content.bow import BagOfWords, PCARidge, _ridge
+from coldtune.content.configs import BowConfig
 from coldtune.errors import ParameterError
-from coldtune.models.bow import BagOfWords, BowConfig, PCARidge, _ridge
 
 
 def test_words_follow_well_separated_clusters(rng):

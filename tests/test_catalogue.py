@@ -5,19 +5,20 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from coldtune.catalogue import Catalogue, ClipModel, check_id
+from coldtune.catalogue import ClipModel, check_id
 from coldtune.cli import app
 from coldtune.data.plays import load_interactions
 from coldtune.data.splits import load_split
 from coldtune.errors import NotFoundError, ParameterError, WorkspaceError
-from coldtune.pipeline import load_wmf
+from coldtune.steps.catalogue import load_catalogue
+from coldtune.steps.wmf import load_wmf
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def catalogue(small_workspace):
-    return Catalogue(small_workspace)
+    return load_catalogue(small_workspace)
 
 
 def patterns(catalogue, factors):
@@ -126,14 +127,14 @@ def test_predictions_are_cached_and_reused(small_workspace, catalogue, monkeypat
     def refuse(*args, **kwargs):
         raise AssertionError("predicted again instead of reading the cache")
 
-    monkeypatch.setattr(ClipModel, "predict_frames", refuse)
-    again = Catalogue(small_workspace)
+    monkeypatch.setattr(ClipModel, "predict_songs", refuse)
+    again = load_catalogue(small_workspace)
     np.testing.assert_array_equal(again.predicted_factors, catalogue.predicted_factors)
 
 
 def test_a_model_that_cannot_embed_clips_is_refused(small_workspace):
     with pytest.raises(WorkspaceError, match="no clip model named 'metadata'"):
-        Catalogue(small_workspace, model="metadata")
+        load_catalogue(small_workspace, model="metadata")
 
 
 def test_the_commands(small_workspace, catalogue):

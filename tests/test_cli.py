@@ -1,4 +1,5 @@
 import json
+import re
 
 from typer.testing import CliRunner
 
@@ -22,7 +23,7 @@ def test_the_pipeline_from_the_command_line(tmp_path):
     assert "2,000 users" in result.output
     result = run("split", "--workspace", w, "--cold-fraction", "0.25")
     assert result.exit_code == 0, result.output
-    assert json.loads((w / "split.json").read_text())["n_cold_songs"] > 300
+    assert json.loads((w / "split.json").read_text())["n_cold_songs"] == 375  # 25% of 1,500
     result = run("wmf", "fit", "--workspace", w, "--factors", "8", "--iterations", "3")
     assert result.exit_code == 0, result.output
     assert "iteration   3/3: objective" in result.output
@@ -62,3 +63,20 @@ def test_train_names_a_bad_model_or_setting_before_any_work(tmp_path):
     result = runner.invoke(app, ["train", "cnn", "-w", str(tmp_path), "--hidden", "5"])
     assert result.exit_code == 2 and "--hidden does not apply to cnn" in result.output
     assert "--architecture" in result.output  # and it says what cnn does take
+
+
+def test_train_help_lists_exactly_the_options_of_the_model(tmp_path):
+    import dataclasses
+
+    from coldtune import content
+
+    for name, spec in content.CONTENT_MODELS.items():
+        result = runner.invoke(app, ["train", name, "--help"])
+        assert result.exit_code == 0, result.output
+        listed = re.findall(r"^  --([a-z-]+)", result.output, flags=re.M)
+        assert listed == [f.name.replace("_", "-") for f in dataclasses.fields(spec.config)]
+    # bow-mlp takes --batch-size (it used to be offered, then refused)
+    result = runner.invoke(app, ["train", "bow-mlp", "-w", str(tmp_path), "--batch-size", "8"])
+    assert result.exit_code == 2 and "coldtune plays ingest" in result.output
+    result = runner.invoke(app, ["train", "bow-mlp", "-w", str(tmp_path), "--batch-size", "x"])
+    assert result.exit_code == 2 and "--batch-size: 'x' is not a int" in result.output

@@ -4,14 +4,20 @@ import numpy as np
 import pytest
 import torch
 
+from coldtune.content.cnn import (
+    CNN_ARCHITECTURES,
+    WINDOW_FRAMES,
+    NetworkConfig,
+    build_cnn,
+    predict_clip,
+)
 from coldtune.errors import ParameterError
-from coldtune.models.cnn import CNN_ARCHITECTURES, WINDOW_FRAMES, CNNConfig, build_cnn, predict_clip
 
 
 @pytest.mark.parametrize("architecture", list(CNN_ARCHITECTURES))
 def test_a_batch_of_windows_gives_factors(architecture):
     torch.manual_seed(0)
-    model = build_cnn(CNNConfig(architecture=architecture, factors=7))
+    model = build_cnn(NetworkConfig(architecture=architecture, factors=7))
     windows = torch.randn(5, WINDOW_FRAMES, 128)
     out = model(windows)
     assert out.shape == (5, 7)
@@ -19,14 +25,26 @@ def test_a_batch_of_windows_gives_factors(architecture):
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_three_seconds_is_130_frames():
-    assert WINDOW_FRAMES == 1 + 3 * 22050 // 512
+@pytest.mark.parametrize("architecture", list(CNN_ARCHITECTURES))
+def test_a_window_is_the_features_of_three_seconds_and_the_network_takes_it(architecture):
+    """The feature store's frames of the shortest clip it keeps (3 s) are one window,
+    and the network maps exactly such windows to the factors."""
+    from coldtune.audio.decode import ClipConfig
+    from coldtune.audio.features import FeatureConfig, mel_and_mfcc
+
+    seconds = ClipConfig().min_seconds
+    y = np.random.default_rng(0).standard_normal(int(seconds * 22050)).astype(np.float32)
+    mel, _ = mel_and_mfcc(y=y, config=FeatureConfig())
+    assert mel.shape == (WINDOW_FRAMES, 128)
+    model = build_cnn(NetworkConfig(architecture=architecture, factors=5)).eval()
+    with torch.no_grad():
+        assert model(torch.as_tensor(mel[None].astype(np.float32))).shape == (1, 5)
 
 
 @pytest.mark.parametrize("architecture", list(CNN_ARCHITECTURES))
 def test_a_clip_is_the_mean_of_its_consecutive_windows(architecture, rng):
     torch.manual_seed(0)
-    model = build_cnn(CNNConfig(architecture=architecture, factors=4))
+    model = build_cnn(NetworkConfig(architecture=architecture, factors=4))
     frames = rng.standard_normal((3 * WINDOW_FRAMES + 20, 128)).astype(np.float32)
     model.eval()
     with torch.no_grad():
@@ -41,12 +59,12 @@ def test_a_clip_is_the_mean_of_its_consecutive_windows(architecture, rng):
 
 
 def test_input_scale_is_part_of_the_saved_state():
-    model = build_cnn(CNNConfig())
+    model = build_cnn(NetworkConfig())
     model.set_input_scale(np.full(128, -40.0), np.full(128, 10.0))
     state = model.state_dict()
     assert float(state["input_mean"][0]) == -40.0 and float(state["input_std"][0]) == 10.0
     # standardised input: a window at the mean gives what a zero window gives unscaled
-    fresh = build_cnn(CNNConfig())
+    fresh = build_cnn(NetworkConfig())
     fresh.load_state_dict(
         {k: v for k, v in state.items() if not k.startswith("input_")}, strict=False
     )
@@ -56,6 +74,6 @@ def test_input_scale_is_part_of_the_saved_state():
 
 def test_bad_configs_are_named():
     with pytest.raises(ParameterError, match="architecture"):
-        CNNConfig(architecture="resnet").validate()
+        NetworkConfig(architecture="resnet").validate()
     with pytest.raises(ParameterError, match="window_frames"):
-        CNNConfig(window_frames=10).validate()
+        NetworkConfig(window_frames=10).validate()

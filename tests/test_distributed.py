@@ -7,9 +7,9 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from coldtune.models.distributed import Distributed, current
-from coldtune.models.objectives import mse_loss
-from coldtune.models.training import TrainConfig, train_loop
+from coldtune.content.distributed import Distributed, current
+from coldtune.content.objectives import mse_loss
+from coldtune.content.training import TrainConfig, train_loop
 
 # 150 songs, 15 for validation: 135 training rows in batches of 16, the last one 7 rows
 # (the two processes' shares differ by one there)

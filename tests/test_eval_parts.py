@@ -8,9 +8,10 @@ import pytest
 from test_protocol import build_workspace
 from typer.testing import CliRunner
 
-from coldtune import pipeline
+from coldtune import steps
 from coldtune.cf.wmf import WMFConfig
 from coldtune.cli import app
+from coldtune.data.plays import load_interactions
 from coldtune.data.splits import load_split
 from coldtune.data.synth import synth_config, synth_plays
 from coldtune.errors import ParameterError, WorkspaceError
@@ -21,10 +22,10 @@ from coldtune.eval.parts import UserPart, merge_figures, part_figures
 def workspace(tmp_path_factory):
     """Plays, split, WMF and one content model's predictions (fold-in plus noise)."""
     workspace = build_workspace(tmp_path_factory.mktemp("w"), synth_plays(synth_config("small")))
-    pipeline.fit_wmf(workspace, WMFConfig(factors=8, iterations=3))
-    interactions = pipeline.load_interactions(workspace)
+    steps.wmf.fit(workspace, WMFConfig(factors=8, iterations=3))
+    interactions = load_interactions(workspace)
     split = load_split(workspace, interactions)
-    factors = pipeline.load_wmf(workspace).fold_in_songs(split.cold_plays(interactions.matrix))
+    factors = steps.wmf.load_wmf(workspace).fold_in_songs(split.cold_plays(interactions.matrix))
     factors += np.random.default_rng(0).normal(0, factors.std(), factors.shape)
     folder = workspace.models_dir("noisy")
     folder.mkdir(parents=True)
@@ -58,12 +59,12 @@ def test_weighted_means_of_parts_equal_the_mean_over_all_users(rng):
 
 
 def test_merged_parts_equal_the_one_process_table(workspace):
-    whole = pipeline.evaluate(workspace)
-    parts = [pipeline.evaluate(workspace, users=UserPart(i, 3)) for i in (1, 2, 3)]
+    whole = steps.evaluate.evaluate(workspace)
+    parts = [steps.evaluate.evaluate(workspace, users=UserPart(i, 3)) for i in (1, 2, 3)]
     assert sum(p["n_users_evaluated"] for p in parts) == whole["n_users_evaluated"] > 1000
     # a part's figures are its own users' means, not the whole table's
     assert parts[0]["rows"][2]["map"] != pytest.approx(whole["rows"][2]["map"], rel=1e-6)
-    merged = pipeline.merge_evaluation(workspace)
+    merged = steps.evaluate.merge_evaluation(workspace)
     assert [row["model"] for row in merged["rows"]] == ["random", "noisy", "upper bound"]
     assert merged["n_users_evaluated"] == whole["n_users_evaluated"] and merged["parts"] == 3
     for row, one in zip(merged["rows"], whole["rows"], strict=True):
@@ -79,21 +80,21 @@ def test_merge_refuses_missing_and_stale_parts(workspace, tmp_path):
     folder = workspace.results_dir / "parts"
     for path in folder.glob("*.json"):
         path.unlink()
-    pipeline.evaluate(workspace, users=UserPart(1, 2))
+    steps.evaluate.evaluate(workspace, users=UserPart(1, 2))
     with pytest.raises(WorkspaceError, match="parts 2/2 are missing"):
-        pipeline.merge_evaluation(workspace)
-    pipeline.evaluate(workspace, users=UserPart(2, 2))
-    pipeline.merge_evaluation(workspace)
-    pipeline.evaluate(workspace, users=UserPart(1, 3))  # a run with another n begins
+        steps.evaluate.merge_evaluation(workspace)
+    steps.evaluate.evaluate(workspace, users=UserPart(2, 2))
+    steps.evaluate.merge_evaluation(workspace)
+    steps.evaluate.evaluate(workspace, users=UserPart(1, 3))  # a run with another n begins
     with pytest.raises(WorkspaceError, match="2 different runs"):
-        pipeline.merge_evaluation(workspace)
+        steps.evaluate.merge_evaluation(workspace)
     (folder / "evaluation-part1of3.json").unlink()
     # new predictions: the parts no longer describe what the workspace holds
     predictions = workspace.models_dir("noisy") / "predictions.npz"
     saved = dict(np.load(predictions))
     np.savez(predictions, song_ids=saved["song_ids"], factors=saved["factors"] * 2 + 1)
     with pytest.raises(WorkspaceError, match="computed from other factors"):
-        pipeline.merge_evaluation(workspace)
+        steps.evaluate.merge_evaluation(workspace)
 
 
 def test_cli_evaluates_parts_and_merges(workspace):

@@ -6,12 +6,12 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from coldtune import pipeline
+from coldtune import content, steps
 from coldtune.cf.wmf import WMFConfig
 from coldtune.cli import app
 from coldtune.data.synth import synth_config, synth_plays, write_plays
 from coldtune.errors import ParameterError
-from coldtune.experiment import (
+from coldtune.steps.experiment import (
     EXPERIMENTS,
     ModelRun,
     Stages,
@@ -24,12 +24,16 @@ from coldtune.workspace import Workspace
 
 def test_presets_are_the_papers_settings():
     subset, full = EXPERIMENTS["paper-subset"], EXPERIMENTS["paper-full"]
-    assert (subset.split.top_songs, subset.split.users, subset.split.cold_songs) == (
+    assert (subset.split.n_top_songs, subset.split.n_users, subset.split.n_cold_songs) == (
         9_330,
         20_000,
         1_881,
     )
-    assert (full.split.top_songs, full.split.users, full.split.cold_songs) == (None, None, 46_728)
+    assert (full.split.n_top_songs, full.split.n_users, full.split.n_cold_songs) == (
+        None,
+        None,
+        46_728,
+    )
     assert (subset.wmf.factors, full.wmf.factors) == (50, 400)
     assert subset.words == 4000
     rows = [run.row for run in subset.models]
@@ -43,7 +47,7 @@ def test_presets_are_the_papers_settings():
         "metadata",
     ]
     seeded = experiment_config("paper-subset", seed=3, backend="torch")
-    assert (seeded.split.seed, seeded.wmf.random_state, seeded.wmf.backend) == (3, 3, "torch")
+    assert (seeded.split.seed, seeded.wmf.seed, seeded.wmf.backend) == (3, 3, "torch")
     with pytest.raises(ParameterError, match="preset must be one of"):
         experiment_config("table-9")
 
@@ -51,7 +55,7 @@ def test_presets_are_the_papers_settings():
 def test_rows_without_their_data_are_listed_not_run(tmp_path):
     write_plays(synth_plays(synth_config("tiny")), tmp_path / "plays.txt")
     workspace = Workspace(tmp_path / "W")
-    pipeline.ingest(tmp_path / "plays.txt", workspace)
+    steps.plays.ingest(tmp_path / "plays.txt", workspace)
     config = replace(EXPERIMENTS["demo"], wmf=WMFConfig(factors=8, iterations=3))
     events = []
     stages = Stages(on_stage=lambda event, name: events.append((event, name)))
@@ -100,11 +104,20 @@ def test_cli_names_a_bad_preset(tmp_path):
     assert result.exit_code == 2 and "preset must be one of demo, paper-subset" in result.output
 
 
-def test_model_run_rows_follow_the_trainers_names():
-    assert ModelRun("cnn", (("architecture", "global-pooling"), ("objective", "wpe"))).row == (
-        "cnn-global-pooling-wpe"
-    )
-    assert ModelRun("bow-mlp").row == "bow-mlp-mse"
+def test_model_run_rows_are_the_folders_the_trainer_writes(small_demo):
+    """Rows are named by the registry alone: the experiment's row of each run is the
+    W/models/ folder `steps.train.run` wrote for it, and the label the registry gives."""
+    workspace, results = small_demo
+    runs = EXPERIMENTS["demo"].models
+    folders = {p.parent.name for p in workspace.models_root.glob("*/predictions.npz")}
+    assert {run.row for run in runs} == folders
+    for run in runs:
+        report = json.loads((workspace.models_dir(run.row) / "report.json").read_text())
+        assert (report["model"], report["row"]) == (run.model, run.row)
+        spec = content.spec(run.model)
+        assert results["labels"][run.row] == spec.row_label(run.config()) == run.label
+    wpe = ModelRun("cnn", (("architecture", "global-pooling"), ("objective", "wpe")))
+    assert wpe.row == content.spec("cnn").row(wpe.config())
 
 
 def test_rows_come_in_table_2s_order(small_demo):

@@ -5,8 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from coldtune.errors import ParameterError
-from coldtune.models.mlr import (
+from coldtune.content.mlr import (
     Metric,
     MLRConfig,
     listener_neighbours,
@@ -14,7 +13,8 @@ from coldtune.models.mlr import (
     triplet_auc_loss,
     usage_factors,
 )
-from coldtune.models.training import TrainConfig, train_loop
+from coldtune.content.training import TrainConfig, train_loop
+from coldtune.errors import ParameterError
 
 
 def test_neighbours_are_the_nearest_by_cosine_of_listener_sets(rng):

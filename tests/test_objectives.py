@@ -5,8 +5,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from coldtune.cf.wmf import confidence
-from coldtune.models.objectives import WPELoss, mse_loss
+from coldtune.cf.algebra import confidence
+from coldtune.content.objectives import WPELoss, mse_loss
 
 
 def literal_wpe(X, conf_dense, played, Y, songs):

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coldtune.catalogue import Catalogue
 from coldtune.serve import create_app
+from coldtune.steps.catalogue import load_catalogue
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 
@@ -76,7 +76,7 @@ def server(small_workspace):
 
 @pytest.fixture(scope="module")
 def catalogue(small_workspace):
-    return Catalogue(small_workspace)
+    return load_catalogue(small_workspace)
 
 
 def screenshot(page, tmp_path: Path, name: str) -> Path:

@@ -162,3 +162,38 @@ def test_workspace_round_trip(tmp_path):
     assert dense(loaded) == dense(plays)
     assert loaded.report.plays == 3
     assert not list((tmp_path / "w" / "plays").glob(".*part"))  # no temporary files left
+
+
+def test_the_format_is_read_from_the_file_not_its_name(tmp_path):
+    """A Parquet file named .txt, triplets named .csv, a CSV with a header: each is
+    read as what it is, and the report says what was chosen and why."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from coldtune.data.plays import detect_plays_format
+
+    parquet = tmp_path / "plays.txt"
+    pq.write_table(pa.table({"user": ["u1", "u2"], "song": ["s1", "s1"], "count": [3, 4]}), parquet)
+    triplets = tmp_path / "plays.csv"
+    triplets.write_text("u1\ts1\t3\nu2\ts1\t4\n")
+    csv = tmp_path / "plays.dat"
+    csv.write_text("user,song,count\nu1,s1,3\nu2,s1,4\n")
+    for path, expected in ((parquet, "parquet"), (triplets, "triplets"), (csv, "csv")):
+        assert detect_plays_format(path)[0] == expected
+        plays = read_plays(path)
+        assert plays.report.format.startswith(expected + ": ")
+        assert plays.matrix.sum() == 7 and list(plays.song_ids) == ["s1"]
+    assert read_plays(csv, format="csv").report.format == "csv"  # told, not detected
+
+
+def test_import_coldtune_and_the_cli_load_neither_torch_nor_pyspark():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, coldtune, coldtune.cli\n"
+        "from coldtune import WeightedMatrixFactorization, read_plays\n"
+        "heavy = [m for m in ('torch', 'pyspark', 'faiss', 'sklearn') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

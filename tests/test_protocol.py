@@ -3,9 +3,9 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from coldtune import pipeline
+from coldtune import steps
 from coldtune.cf.wmf import WMFConfig
-from coldtune.data.plays import Interactions, save_interactions
+from coldtune.data.plays import Interactions, load_interactions, save_interactions
 from coldtune.data.splits import SPLIT_PRESETS, SplitConfig, load_split, save_split, split_songs
 from coldtune.data.synth import synth_config, synth_plays, write_plays
 from coldtune.errors import ParameterError, WorkspaceError
@@ -39,15 +39,15 @@ def test_split_partitions_songs_and_round_trips(tiny, tmp_path):
 
 
 def test_popular_subset_keeps_the_most_listened_songs(tiny):
-    split = split_songs(tiny, SplitConfig(cold_songs=10, top_songs=50, users=100, seed=0))
+    split = split_songs(tiny, SplitConfig(n_cold_songs=10, n_top_songs=50, n_users=100, seed=0))
     listeners = np.diff(tiny.matrix.tocsc().indptr)
     kept = np.union1d(split.warm_songs, split.cold_songs)
     assert len(kept) == 50 and len(split.cold_songs) == 10 and len(split.users) == 100
     assert listeners[kept].min() >= np.sort(listeners)[::-1][49]
-    assert SPLIT_PRESETS["paper-subset"].top_songs == 9_330
-    assert SPLIT_PRESETS["paper-subset"].cold_songs == 1_881
+    assert SPLIT_PRESETS["paper-subset"].n_top_songs == 9_330
+    assert SPLIT_PRESETS["paper-subset"].n_cold_songs == 1_881
     with pytest.raises(ParameterError, match="cold songs"):
-        split_songs(tiny, SplitConfig(cold_songs=10_000))
+        split_songs(tiny, SplitConfig(n_cold_songs=10_000))
 
 
 def test_evaluation_equals_a_loop_over_scikit_learn(rng):
@@ -77,15 +77,15 @@ def test_evaluation_equals_a_loop_over_scikit_learn(rng):
 def build_workspace(path, generated, cold_fraction=0.2):
     workspace = Workspace(path)
     triplets = write_plays(generated, path / "train_triplets.txt")
-    pipeline.ingest(triplets, workspace)
-    pipeline.make_split(workspace, SplitConfig(cold_fraction=cold_fraction, seed=0))
+    steps.plays.ingest(triplets, workspace)
+    steps.plays.split(workspace, SplitConfig(cold_fraction=cold_fraction, seed=0))
     return workspace
 
 
 def test_cold_plays_never_reach_wmf(tmp_path):
     """Two data sets that differ only in the cold songs' plays give identical factors."""
     first = build_workspace(tmp_path / "a", synth_plays(synth_config("tiny")))
-    interactions = pipeline.load_interactions(first)
+    interactions = load_interactions(first)
     split = load_split(first, interactions)
     rng = np.random.default_rng(0)
     matrix = interactions.matrix.tolil()
@@ -99,10 +99,10 @@ def test_cold_plays_never_reach_wmf(tmp_path):
         Interactions(matrix.tocsr(), interactions.user_ids, interactions.song_ids), second
     )
     save_split(split, interactions, second)
-    assert pipeline.load_interactions(second).matrix.sum() != interactions.matrix.sum()
+    assert load_interactions(second).matrix.sum() != interactions.matrix.sum()
     config = WMFConfig(factors=8, iterations=3)
-    a = pipeline.fit_wmf(first, config).model
-    b = pipeline.fit_wmf(second, config).model
+    a = steps.wmf.fit(first, config).model
+    b = steps.wmf.fit(second, config).model
     np.testing.assert_array_equal(a.song_factors_, b.song_factors_)
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
 
@@ -118,8 +118,8 @@ def test_split_depends_on_ids_not_on_file_order(tiny):
 
 def test_evaluate_writes_the_table(tmp_path):
     workspace = build_workspace(tmp_path, synth_plays(synth_config("small")))
-    pipeline.fit_wmf(workspace, WMFConfig(factors=16, iterations=8))
-    results = pipeline.evaluate(workspace)
+    steps.wmf.fit(workspace, WMFConfig(factors=16, iterations=8))
+    results = steps.evaluate.evaluate(workspace)
     rows = {row["model"]: row for row in results["rows"]}
     assert set(rows) == {"random", "upper bound"}
     assert 0.45 < rows["random"]["auc"] < 0.55
@@ -132,36 +132,36 @@ def test_evaluate_writes_the_table(tmp_path):
 
 def test_evaluate_reads_content_predictions(tmp_path):
     workspace = build_workspace(tmp_path, synth_plays(synth_config("tiny")))
-    pipeline.fit_wmf(workspace, WMFConfig(factors=4, iterations=2))
-    interactions = pipeline.load_interactions(workspace)
+    steps.wmf.fit(workspace, WMFConfig(factors=4, iterations=2))
+    interactions = load_interactions(workspace)
     split = load_split(workspace, interactions)
     folder = workspace.models_dir("oracle")
     folder.mkdir(parents=True)
-    model = pipeline.load_wmf(workspace)
+    model = steps.wmf.load_wmf(workspace)
     factors = model.fold_in_songs(split.cold_plays(interactions.matrix))
     ids = interactions.song_ids[split.cold_songs].astype(str)
     np.savez(folder / "predictions.npz", song_ids=ids[::-1], factors=factors[::-1])
-    rows = {row["model"]: row for row in pipeline.evaluate(workspace)["rows"]}
+    rows = {row["model"]: row for row in steps.evaluate.evaluate(workspace)["rows"]}
     assert rows["oracle"]["map"] == pytest.approx(rows["upper bound"]["map"])
     np.savez(folder / "predictions.npz", song_ids=ids[1:], factors=factors[1:])
     with pytest.raises(WorkspaceError, match="no prediction for 1 cold songs"):
-        pipeline.evaluate(workspace)
+        steps.evaluate.evaluate(workspace)
 
 
 def test_missing_steps_say_what_to_run(tmp_path):
     with pytest.raises(WorkspaceError, match="coldtune plays ingest"):
-        pipeline.fit_wmf(Workspace(tmp_path), WMFConfig())
+        steps.wmf.fit(Workspace(tmp_path), WMFConfig())
 
 
 def test_a_split_made_again_after_wmf_is_refused(tmp_path):
     """Factors of an older split would pair users and songs wrongly; every reader refuses."""
-    from coldtune.catalogue import Catalogue
-    from coldtune.models import training_data
+    from coldtune.steps.catalogue import load_catalogue
+    from coldtune.steps.train import training_set
 
     workspace = build_workspace(tmp_path, synth_plays(synth_config("tiny")))
-    pipeline.fit_wmf(workspace, WMFConfig(factors=4, iterations=2))
-    pipeline.make_split(workspace, SplitConfig(cold_fraction=0.4, seed=0))
-    for read in (pipeline.evaluate, Catalogue, training_data):
+    steps.wmf.fit(workspace, WMFConfig(factors=4, iterations=2))
+    steps.plays.split(workspace, SplitConfig(cold_fraction=0.4, seed=0))
+    for read in (steps.evaluate.evaluate, load_catalogue, training_set):
         with pytest.raises(WorkspaceError, match="do not match .*run `coldtune wmf fit` again"):
             read(workspace)
 
@@ -169,8 +169,8 @@ def test_a_split_made_again_after_wmf_is_refused(tmp_path):
 def test_results_rows_follow_table_2(tmp_path):
     """Rows come in Table 2's order whatever the folders' alphabetical order."""
     workspace = build_workspace(tmp_path, synth_plays(synth_config("tiny")))
-    pipeline.fit_wmf(workspace, WMFConfig(factors=4, iterations=2))
-    interactions = pipeline.load_interactions(workspace)
+    steps.wmf.fit(workspace, WMFConfig(factors=4, iterations=2))
+    interactions = load_interactions(workspace)
     split = load_split(workspace, interactions)
     ids = interactions.song_ids[split.cold_songs].astype(str)
     factors = np.zeros((len(ids), 4), dtype=np.float32)
@@ -178,7 +178,7 @@ def test_results_rows_follow_table_2(tmp_path):
         folder = workspace.models_dir(name)
         folder.mkdir(parents=True)
         np.savez(folder / "predictions.npz", song_ids=ids, factors=factors)
-    rows = [row["model"] for row in pipeline.evaluate(workspace)["rows"]]
+    rows = [row["model"] for row in steps.evaluate.evaluate(workspace)["rows"]]
     assert rows == [
         "random",
         "bow-linear",

@@ -10,9 +10,9 @@ import soundfile as sf
 from conftest import tone
 from fastapi.testclient import TestClient
 
-from coldtune.catalogue import Catalogue
 from coldtune.errors import WorkspaceError
 from coldtune.serve import MAX_UPLOAD_BYTES, create_app
+from coldtune.steps.catalogue import load_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def client(small_workspace):
 
 @pytest.fixture(scope="module")
 def catalogue(small_workspace):
-    return Catalogue(small_workspace)
+    return load_catalogue(small_workspace)
 
 
 def wav_bytes(seconds: float, sr: int = 22050) -> bytes:
@@ -108,9 +108,17 @@ def test_an_uploaded_clip_of_a_catalogue_song_finds_that_song(client, catalogue)
 
 
 def test_a_clip_in_another_format_and_rate_is_accepted(client):
-    response = client.post("/api/clips", files={"file": ("tone.wav", wav_bytes(6.0, 44100))})
-    assert response.status_code == 200, response.text
-    assert len(response.json()["factors"]) == 50
+    """The same tone as FLAC at 44,100 Hz and as WAV at 22,050 Hz: resampled, it gets
+    the factors the 22,050 Hz one gets (up to the resampler's and float16's rounding)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(6.0, 44100), 44100, format="FLAC")
+    other = client.post("/api/clips", files={"file": ("tone.flac", buffer.getvalue())})
+    assert other.status_code == 200, other.text
+    same = client.post("/api/clips", files={"file": ("tone.wav", wav_bytes(6.0))})
+    a, b = np.array(other.json()["factors"]), np.array(same.json()["factors"])
+    assert a.shape == b.shape == (50,)
+    cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    assert cosine > 0.999 and abs(np.linalg.norm(a) / np.linalg.norm(b) - 1) < 0.01
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ and leaves it running, as it would inside spark-submit or a notebook.
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -17,9 +18,10 @@ from typer.testing import CliRunner
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed")
 
-from coldtune import WeightedMatrixFactorization, pipeline  # noqa: E402
+from coldtune import WeightedMatrixFactorization, steps  # noqa: E402
 from coldtune.cf import spark as cf_spark  # noqa: E402
-from coldtune.cf.wmf import balance_factors, confidence, solve_rows, wmf_objective  # noqa: E402
+from coldtune.cf.algebra import balance_factors, confidence, wmf_objective  # noqa: E402
+from coldtune.cf.rows import solve_rows  # noqa: E402
 from coldtune.cli import app  # noqa: E402
 from coldtune.data.plays import Interactions  # noqa: E402
 from coldtune.data.splits import SplitConfig, split_songs  # noqa: E402
@@ -164,8 +166,8 @@ def test_parquet_on_spark_writes_the_workspace_that_evaluate_reads(spark, tmp_pa
     generated = synth_plays(synth_config("tiny", seed=2))
     source = write_plays(generated, tmp_path / "plays.parquet", format="parquet")
     w = Workspace(tmp_path / "w")
-    interactions = pipeline.ingest(source, w, format="parquet")
-    split = pipeline.make_split(w, SplitConfig(cold_fraction=0.25, seed=1))
+    interactions = steps.plays.ingest(source, w, format="parquet")
+    split = steps.plays.split(w, SplitConfig(cold_fraction=0.25, seed=1))
     train = split.training_plays(interactions.matrix)
     # the lake's file has more: two more rows of a pair already played (summed with
     # it), a row without a user, a row of a user the workspace does not know
@@ -200,7 +202,7 @@ def test_parquet_on_spark_writes_the_workspace_that_evaluate_reads(spark, tmp_pa
     assert history["rows_bad"] == 1 and history["rows_read"] == base.num_rows + 4
     cold_rows = split.cold_plays(interactions.matrix).nnz
     assert history["rows_outside_split"] == cold_rows + 1  # + the unknown user
-    model = pipeline.load_wmf(w)
+    model = steps.wmf.load_wmf(w)
     assert model.backend == "spark"
     assert model.user_factors_.shape == (len(split.users), 8)
     assert model.song_factors_.shape == (len(split.warm_songs), 8)
@@ -210,7 +212,7 @@ def test_parquet_on_spark_writes_the_workspace_that_evaluate_reads(spark, tmp_pa
     plays[0, song] += 5
     expected = objective_dense(plays, model.user_factors_, model.song_factors_, ALPHA, EPS, LAM)
     assert history["objective"][0] == pytest.approx(expected, rel=1e-4)
-    results = pipeline.evaluate(w)
+    results = steps.evaluate.evaluate(w)
     rows = {row["model"]: row for row in results["rows"]}
     assert rows["upper bound"]["auc"] > rows["random"]["auc"] + 0.1
 
@@ -219,24 +221,29 @@ def test_missing_plays_and_columns_are_named(spark, tmp_path):
     generated = synth_plays(synth_config("tiny", seed=2))
     source = write_plays(generated, tmp_path / "plays.parquet", format="parquet")
     w = Workspace(tmp_path / "w")
-    pipeline.ingest(source, w, format="parquet")
-    pipeline.make_split(w, SplitConfig(cold_fraction=0.25))
+    steps.plays.ingest(source, w, format="parquet")
+    steps.plays.split(w, SplitConfig(cold_fraction=0.25))
     from coldtune.cf.wmf import WMFConfig
 
     with pytest.raises(PlaysFormatError, match="no user column 'listener'"):
-        pipeline.fit_wmf_spark(
+        steps.wmf.fit_spark(
             w, WMFConfig(), str(source), columns=cf_spark.PlaysColumns(user="listener")
         )
     with pytest.raises(PlaysFormatError, match="cannot read it as Parquet"):
-        pipeline.fit_wmf_spark(w, WMFConfig(), str(tmp_path / "nothing.parquet"))
+        steps.wmf.fit_spark(w, WMFConfig(), str(tmp_path / "nothing.parquet"))
 
 
 def test_driver_memory_defaults_to_most_of_the_machine_in_local_mode():
     assert cf_spark.default_driver_memory("local[*]", machine_bytes=24 * 2**30) == "14g"
     assert cf_spark.default_driver_memory("local[2]", machine_bytes=2**30) == "1g"
     assert cf_spark.default_driver_memory("yarn", machine_bytes=24 * 2**30) == "4g"
-    memory = cf_spark.default_driver_memory("local[*]")
-    assert memory.endswith("g") and int(memory[:-1]) >= 1
+    # this machine: 60% of its memory or of the container's limit, whichever is lower
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = Path("/sys/fs/cgroup/memory.max")
+    if limit.exists() and limit.read_text().strip().isdigit():
+        machine = min(machine, int(limit.read_text().strip()))
+    expected = f"{max(1, int(0.6 * machine / 2**30))}g"
+    assert cf_spark.default_driver_memory("local[*]") == expected
 
 
 def test_a_java_heap_exhausted_is_explained_and_other_errors_pass(spark):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from coldtune.content.objectives import mse_loss
+from coldtune.content.training import TrainConfig, train_loop
 from coldtune.errors import ParameterError
-from coldtune.models.objectives import mse_loss
-from coldtune.models.training import TrainConfig, train_loop
 
 
 def problem(rng, n=200, d=8, k=3):

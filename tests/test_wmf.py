@@ -4,7 +4,8 @@ import scipy.sparse as sp
 from reference import als_dense, confidence_dense, least_squares_rows, objective_dense
 
 from coldtune import WeightedMatrixFactorization
-from coldtune.cf.wmf import confidence, solve_rows, wmf_objective
+from coldtune.cf.algebra import confidence, wmf_objective
+from coldtune.cf.rows import solve_rows
 from coldtune.data.synth import synth_config, synth_plays
 from coldtune.errors import ParameterError
 
@@ -61,7 +62,7 @@ def test_backends_follow_the_reference_als(rng, backend):
     plays = random_plays(rng)
     k, iterations = 4, 12
     model = WeightedMatrixFactorization(
-        k, ALPHA, EPS, LAM, iterations, backend, random_state=3, device="cpu"
+        k, ALPHA, EPS, LAM, iterations, backend, seed=3, device="cpu"
     ).fit(sp.csr_matrix(plays))
     init = np.random.default_rng(3)
     X0 = init.standard_normal((30, k), dtype=np.float32) * 0.01
@@ -81,7 +82,7 @@ def test_backends_follow_the_reference_als(rng, backend):
 def test_torch_backend_is_exact_als(rng):
     plays = random_plays(rng)
     k = 3
-    model = WeightedMatrixFactorization(k, ALPHA, EPS, LAM, 5, "torch", random_state=0).fit(
+    model = WeightedMatrixFactorization(k, ALPHA, EPS, LAM, 5, "torch", seed=0).fit(
         sp.csr_matrix(plays)
     )
     init = np.random.default_rng(0)
@@ -142,6 +143,25 @@ def test_tracking_off_and_bad_parameters(rng):
             WeightedMatrixFactorization(**kwargs).fit(plays)
 
 
-def test_dense_confidence_reference_agrees():
-    plays = np.array([[0.0, 2.0]])
-    np.testing.assert_allclose(confidence_dense(plays, 2.0, 1.0), [[1.0, 1 + 2 * np.log(3)]])
+def test_confidence_is_eq_2_on_the_played_pairs_only():
+    """eq. (2) by hand: r = 2, alpha = 2, epsilon = 1 -> c = 1 + 2 log 3; unplayed pairs
+    (and a stored zero) are not stored, and equal the dense reference's 1."""
+    plays = sp.csr_matrix(np.array([[0.0, 2.0, 0.0], [5.0, 0.0, 0.0]]))
+    plays[0, 2] = 0.0  # a stored zero is no play
+    conf = confidence(plays, alpha=2.0, epsilon=1.0)
+    assert conf.nnz == 2
+    np.testing.assert_allclose(conf[0, 1], 1 + 2 * np.log(3), rtol=1e-6)
+    np.testing.assert_allclose(conf[1, 0], 1 + 2 * np.log(6), rtol=1e-6)
+    dense = confidence_dense(plays.toarray(), 2.0, 1.0)
+    np.testing.assert_allclose(np.where(conf.toarray() > 0, conf.toarray(), 1.0), dense, rtol=1e-6)
+
+
+def test_padded_rows_left_align_each_rows_plays():
+    from coldtune.padded import padded_rows
+
+    matrix = sp.csr_matrix(np.array([[0, 5, 0, 7], [0, 0, 0, 0], [3, 0, 0, 0]], dtype=np.float32))
+    columns, values, mask = padded_rows(matrix)
+    assert columns.tolist() == [[1, 3], [0, 0], [0, 0]]
+    assert values.tolist() == [[5, 7], [0, 0], [3, 0]]
+    assert mask.tolist() == [[True, True], [False, False], [True, False]]
+    assert padded_rows(matrix, width=3)[0].shape == (3, 3)

@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 from coldtune.audio.decode import ClipConfig, ClipRejected, decode_clip
 from coldtune.audio.features import FeatureConfig, mel_and_mfcc
 from coldtune.errors import ParameterError, WorkspaceError
-from coldtune.workspace import atomic_path, read_json, write_json
+from coldtune.workspace import atomic_path, fingerprint, read_json, write_json
 
 FEATURE_KINDS: dict[str, Callable[[FeatureConfig], int]] = {
     "mel": lambda config: config.n_mels,
@@ -596,6 +596,11 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self.song_ids)
 
+    def fingerprint(self) -> str:
+        """A content hash of the store's shard indexes: which songs it holds, where."""
+        shards = self.root / "shards"
+        return fingerprint([shards / f"{name}.parquet" for name in self.shard_names], root=shards)
+
     def __contains__(self, song_id: object) -> bool:
         return song_id in self._row
 
@@ -628,11 +633,13 @@ class FeatureStore:
         return int(self.frames[self.row(song_id)])
 
     def song(self, song_id: str, kind: str = "mel") -> np.ndarray:
-        """All frames of one song [shape=(frames, width)], float16 (a copy)."""
+        """All frames of one song [shape=(frames, width)], float16: a read-only view of
+        the memory-mapped shard (nothing is read until it is used)."""
         return self.window(song_id, start=0, frames=self.n_frames(song_id), kind=kind)
 
     def window(self, song_id: str, *, start: int, frames: int, kind: str = "mel") -> np.ndarray:
-        """Frames start..start+frames of one song [shape=(frames, width)], float16."""
+        """Frames start..start+frames of one song [shape=(frames, width)], float16: a
+        read-only view of the memory-mapped shard, not a copy."""
         row = self.row(song_id)
         total = int(self.frames[row])
         if not (0 <= start and frames >= 1 and start + frames <= total):
@@ -641,7 +648,7 @@ class FeatureStore:
             )
         memmap = self._memmap(int(self.shard_of[row]), self._kind(kind))
         first = int(self.offsets[row]) + start
-        return np.array(memmap[first : first + frames])
+        return np.asarray(memmap[first : first + frames])
 
     def random_windows(
         self, song_ids, *, frames: int, rng: np.random.Generator, kind: str = "mel"

@@ -4,7 +4,7 @@ Each backend takes the confidence matrix of eq. (2) and initial factors, runs
 `iterations` ALS sweeps (users, then songs) and calls `on_iteration(i, X, Y)` after each,
 so the estimator can log the exact objective whatever the solver. A solver that runs
 all sweeps in one call (Spark) calls it once, with i = iterations - 1.
-`alpha` and `random_state` are for solvers that apply eq. (2)'s alpha themselves or draw
+`alpha` and `seed` are for solvers that apply eq. (2)'s alpha themselves or draw
 their own initial factors (Spark); the others take c_ui and the initial factors given.
 """
 
@@ -15,10 +15,7 @@ from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from threadpoolctl import threadpool_limits
-
-from coldtune.cf.wmf import RowSolver, default_device
 
 
 class WMFBackend(Protocol):
@@ -33,7 +30,7 @@ class WMFBackend(Protocol):
         device: str | None,
         on_iteration: Callable[[int, np.ndarray, np.ndarray], None],
         alpha: float,
-        random_state: int,
+        seed: int,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -55,7 +52,7 @@ class ImplicitBackend:
         device,
         on_iteration,
         alpha=None,
-        random_state=None,
+        seed=None,
     ):
         from implicit.cpu.als import AlternatingLeastSquares
 
@@ -98,8 +95,12 @@ class TorchBackend:
         device,
         on_iteration,
         alpha=None,
-        random_state=None,
+        seed=None,
     ):
+        import torch
+
+        from coldtune.cf.rows import RowSolver, default_device
+
         device = torch.device(device) if device is not None else default_device()
         k = user_factors.shape[1]
         by_user = RowSolver(conf, device, k)
@@ -113,7 +114,7 @@ class TorchBackend:
         return _numpy(X), _numpy(Y)
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
+def _numpy(tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 

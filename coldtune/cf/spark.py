@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from coldtune.cf.wmf import balance_factors
+from coldtune.cf.algebra import balance_factors
 from coldtune.errors import ColdtuneError, ParameterError, PlaysFormatError
 
 if TYPE_CHECKING:
@@ -85,11 +85,35 @@ class SparkConfig:
     conf : further Spark settings as (key, value) pairs, e.g. executor memory.
     """
 
-    master: str = "local[*]"
-    driver_memory: str | None = None
-    blocks: int | None = None
-    checkpoint_dir: str | None = None
-    checkpoint_interval: int = 5
+    master: str = field(
+        default="local[*]",
+        metadata={
+            "flag": "--spark-master",
+            "help": "local[N], local[*], yarn, spark://HOST:7077, k8s://... (unused when a "
+            "SparkSession is already running).",
+        },
+    )
+    driver_memory: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--spark-driver-memory",
+            "help": "Driver JVM heap, e.g. 16g. Default: 60% of this machine's memory in "
+            "local mode (Spark runs inside the driver), 4g on a cluster.",
+        },
+    )
+    blocks: int | None = field(
+        default=None, metadata={"flag": "--spark-blocks", "help": "ALS's user and song blocks."}
+    )
+    checkpoint_dir: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--spark-checkpoint-dir",
+            "help": "Shared folder for ALS checkpoints on a cluster.",
+        },
+    )
+    checkpoint_interval: int = field(
+        default=5, metadata={"flag": "--spark-checkpoint-interval", "help": "Iterations between."}
+    )
     conf: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -332,7 +356,7 @@ class SparkBackend:
 
     Uses the active session (see `spark_session`), else starts a local one for the fit.
     lambda of eq. (3) becomes MLlib's regParam through `matching_reg_param`. The initial
-    factors passed in are not used: MLlib draws its own from `random_state`.
+    factors passed in are not used: MLlib draws its own from `seed`.
     """
 
     def __init__(self, config: SparkConfig | None = None):
@@ -349,7 +373,7 @@ class SparkBackend:
         device,
         on_iteration,
         alpha,
-        random_state,
+        seed,
     ):
         n_users, n_songs = conf.shape
         k = user_factors.shape[1]
@@ -365,7 +389,7 @@ class SparkBackend:
                 alpha=alpha,
                 reg_param=reg_param,
                 iterations=iterations,
-                seed=random_state,
+                seed=seed,
                 config=self.config,
             )
             X, Y = balance_factors(

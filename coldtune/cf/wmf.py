@@ -19,182 +19,35 @@ which `wmf_objective` computes exactly in O((n_users + n_songs) k^2 + nnz k).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-from threadpoolctl import threadpool_limits
 
+from coldtune.cf.algebra import confidence, wmf_objective
+from coldtune.cf.backends import WMF_BACKENDS
 from coldtune.errors import ParameterError
+from coldtune.workspace import atomic_path, write_json
 
 
 @dataclass(frozen=True)
 class WMFConfig:
     """Hyper-parameters of eq. (2)-(3) and how to solve them; saved beside the factors."""
 
-    factors: int = 50
-    alpha: float = 2.0
-    epsilon: float = 1.0
-    regularization: float = 1.0
-    iterations: int = 15
-    backend: str = "implicit"
-    random_state: int = 0
-
-
-def confidence(plays: sp.spmatrix, *, alpha: float, epsilon: float) -> sp.csr_matrix:
-    """eq. (2): c_ui = 1 + alpha * log(1 + r_ui / epsilon) on the played pairs.
-
-    plays : sparse [shape=(n_users, n_songs)] raw play counts r_ui >= 0.
-    Returns a float32 CSR matrix with the same sparsity; unplayed pairs (c_ui = 1,
-    p_ui = 0) are implicit, as every solver here expects.
-    """
-    plays = sp.csr_matrix(plays)
-    data = plays.data.astype(np.float64)
-    if data.size and data.min() < 0:
-        raise ParameterError("play counts must be non-negative")
-    conf = sp.csr_matrix(
-        ((1.0 + alpha * np.log1p(data / epsilon)).astype(np.float32), plays.indices, plays.indptr),
-        shape=plays.shape,
+    factors: int = field(default=50, metadata={"help": "Latent factors k."})
+    alpha: float = field(default=2.0, metadata={"help": "alpha of eq. (2)."})
+    epsilon: float = field(default=1.0, metadata={"help": "epsilon of eq. (2)."})
+    regularization: float = field(default=1.0, metadata={"help": "lambda of eq. (3)."})
+    iterations: int = field(default=15, metadata={"help": "ALS sweeps."})
+    backend: str = field(
+        default="implicit",
+        metadata={"help": "implicit (CPU), torch (GPU/CPU) or spark (MLlib ALS)."},
     )
-    conf.eliminate_zeros()  # r_ui = 0 is no play: p_ui = 0, c_ui = 1, not stored
-    return conf
-
-
-def wmf_objective(
-    conf: sp.csr_matrix, user_factors: np.ndarray, song_factors: np.ndarray, regularization: float
-) -> float:
-    """eq. (3), exactly, over all n_users x n_songs pairs (see the module docstring).
-
-    conf : CSR [shape=(n_users, n_songs)] confidences c_ui of the played pairs (eq. 2).
-
-    implicit's C++ `calculate_loss` evaluates this very sum (Gram matrices for the
-    unplayed pairs, a multi-threaded loop over the played ones, accumulated in double),
-    divided by (sum of c_ui over played pairs + number of unplayed pairs); we undo that
-    normalisation. It runs about 25x faster than the same sum in torch on a CPU, which
-    keeps tracking the objective every iteration cheap. tests/test_wmf.py holds the
-    result to the literal double sum over every pair.
-    """
-    from implicit.cpu._als import calculate_loss
-
-    conf = sp.csr_matrix(conf, dtype=np.float32)
-    X = np.ascontiguousarray(user_factors, dtype=np.float32)
-    Y = np.ascontiguousarray(song_factors, dtype=np.float32)
-    n_users, n_songs = conf.shape
-    normaliser = float(conf.data.sum(dtype=np.float64)) + n_users * n_songs - conf.nnz
-    with threadpool_limits(1, "blas"):
-        loss = calculate_loss(conf, X, Y, float(regularization), num_threads=0)
-    return float(loss) * normaliser
-
-
-# --------------------------------------------------------------------------- exact row solver
-
-
-@dataclass
-class _Batch:
-    rows: torch.Tensor  # (B,) row ids
-    cols: torch.Tensor  # (B, L) column ids, 0 where padded
-    conf: torch.Tensor  # (B, L) c_ui, 0 where padded
-
-
-@dataclass
-class RowSolver:
-    """Solves every row of eq. (3) with the other side fixed, in padded batches on a device.
-
-    For row u with played columns I_u (x_u, Y, C_u as in Hu et al.):
-
-        x_u = (Y^T Y + Y^T (C_u - I) Y + lambda I)^-1 Y^T C_u p(u)
-
-    Rows are sorted by their number of plays and cut into batches whose padded size
-    stays under `budget` elements, so padding wastes little and memory is bounded.
-    The batching plan depends only on the matrix, so it is built once and reused by
-    every ALS iteration.
-    """
-
-    conf: sp.csr_matrix
-    device: torch.device
-    factors: int
-    budget: int = 1 << 24
-    batches: list[_Batch] = field(default_factory=list, init=False)
-
-    def __post_init__(self) -> None:
-        conf = self.conf
-        lengths = np.diff(conf.indptr)
-        order = np.argsort(lengths, kind="stable")
-        order = order[lengths[order] > 0]  # rows without plays solve to x_u = 0
-        sorted_len = lengths[order]
-        max_rows = max(1, self.budget // (self.factors * self.factors))
-        start = 0
-        while start < len(order):
-            # largest end with (end - start) * sorted_len[end - 1] * factors <= budget
-            span = np.arange(1, min(max_rows, len(order) - start) + 1)
-            fits = span * sorted_len[start : start + len(span)] * self.factors <= self.budget
-            size = max(1, int(np.searchsorted(~fits, True)))
-            rows = order[start : start + size]
-            width = int(sorted_len[start + size - 1])
-            offsets = conf.indptr[rows][:, None] + np.arange(width)[None, :]
-            mask = np.arange(width)[None, :] < lengths[rows][:, None]
-            offsets = np.where(mask, offsets, 0)
-            cols = np.where(mask, conf.indices[offsets], 0)
-            values = np.where(mask, conf.data[offsets], 0.0).astype(np.float32)
-            self.batches.append(
-                _Batch(
-                    torch.from_numpy(rows.astype(np.int64)).to(self.device),
-                    torch.from_numpy(cols.astype(np.int64)).to(self.device),
-                    torch.from_numpy(values).to(self.device),
-                )
-            )
-            start += size
-
-    def solve(self, other: torch.Tensor, regularization: float) -> torch.Tensor:
-        """New factors for every row given `other` (n_cols, k) on self.device."""
-        k = other.shape[1]
-        out = torch.zeros(self.conf.shape[0], k, dtype=other.dtype, device=other.device)
-        gram = other.T @ other + regularization * torch.eye(
-            k, dtype=other.dtype, device=other.device
-        )
-        for batch in self.batches:
-            Yb = other[batch.cols]  # (B, L, k)
-            weight = (batch.conf - 1.0).clamp_min(0.0)  # c_ui - 1, 0 on padding
-            A = gram + torch.bmm(Yb.transpose(1, 2), Yb * weight.unsqueeze(-1))  # (B, k, k)
-            b = torch.bmm(batch.conf.unsqueeze(1), Yb).squeeze(1)  # Y^T C_u p(u): (B, k)
-            out[batch.rows] = _spd_solve(A, b)
-        return out
-
-
-def _spd_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Solve A x = b for a batch of symmetric positive definite A (B, k, k), b (B, k)."""
-    chol, info = torch.linalg.cholesky_ex(A)
-    x = torch.cholesky_solve(b.unsqueeze(-1), chol).squeeze(-1)
-    failed = info != 0
-    if bool(failed.any()):  # float32 round-off on an ill-conditioned row: redo in float64
-        x[failed] = torch.linalg.solve(A[failed].double(), b[failed].double()).to(x.dtype)
-    return x
-
-
-def solve_rows(
-    conf: sp.csr_matrix,
-    other_factors: np.ndarray,
-    *,
-    regularization: float,
-    device: str | torch.device | None = None,
-) -> np.ndarray:
-    """Exact least-squares factors of every row of `conf` given the other side (eq. 3).
-
-    conf : CSR [shape=(n_rows, n_other)] confidences of eq. (2).
-    other_factors : [shape=(n_other, k)].
-    Returns [shape=(n_rows, k)] float32; a row without plays gets zeros.
-    """
-    device = torch.device(device) if device is not None else default_device()
-    other = torch.as_tensor(np.ascontiguousarray(other_factors, dtype=np.float32), device=device)
-    solver = RowSolver(sp.csr_matrix(conf), device, other.shape[1])
-    return solver.solve(other, regularization).cpu().numpy()
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    seed: int = field(default=0, metadata={"help": "Seed of the initial factors."})
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -215,7 +68,7 @@ class WeightedMatrixFactorization:
         "torch" (CUDA when present, else CPU) or "spark" (MLlib ALS on the active
         SparkSession, else a local one; needs `coldtune[spark]`, see coldtune.cf.spark).
     track_objective : compute eq. (3) exactly after every sweep into `objective_`.
-    random_state : seed of the initial factors, N(0, 0.01^2), the same for every backend.
+    seed : seed of the initial factors, N(0, 0.01^2), the same for every backend.
     device : torch device for the "torch" backend and for fold-in.
 
     After `fit`: `user_factors_` (n_users, k), `song_factors_` (n_songs, k),
@@ -234,7 +87,7 @@ class WeightedMatrixFactorization:
         backend: str = "implicit",
         *,
         track_objective: bool = True,
-        random_state: int = 0,
+        seed: int = 0,
         device: str | None = None,
         callback: IterationCallback | None = None,
     ):
@@ -245,7 +98,7 @@ class WeightedMatrixFactorization:
         self.iterations = iterations
         self.backend = backend
         self.track_objective = track_objective
-        self.random_state = random_state
+        self.seed = seed
         self.device = device
         self.callback = callback
 
@@ -258,12 +111,10 @@ class WeightedMatrixFactorization:
             self.regularization,
             self.iterations,
             self.backend,
-            self.random_state,
+            self.seed,
         )
 
     def _validate(self) -> None:
-        from coldtune.cf.backends import WMF_BACKENDS
-
         if not (isinstance(self.factors, int | np.integer) and self.factors > 0):
             raise ParameterError(f"factors must be a positive integer, got {self.factors!r}")
         if not self.alpha >= 0:
@@ -281,11 +132,9 @@ class WeightedMatrixFactorization:
 
     def fit(self, plays: sp.spmatrix) -> WeightedMatrixFactorization:
         """Fit on raw play counts `plays` [shape=(n_users, n_songs)], sparse, r_ui >= 0."""
-        from coldtune.cf.backends import WMF_BACKENDS
-
         self._validate()
         conf = confidence(plays, alpha=self.alpha, epsilon=self.epsilon)
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(self.seed)
         n_users, n_songs = conf.shape
         user_factors = rng.standard_normal((n_users, self.factors), dtype=np.float32) * 0.01
         song_factors = rng.standard_normal((n_songs, self.factors), dtype=np.float32) * 0.01
@@ -314,7 +163,7 @@ class WeightedMatrixFactorization:
             device=self.device,
             on_iteration=on_iteration,
             alpha=self.alpha,
-            random_state=self.random_state,
+            seed=self.seed,
         )
         return self
 
@@ -329,6 +178,8 @@ class WeightedMatrixFactorization:
             raise ParameterError(
                 f"plays has {plays.shape[0]} users, the model {self.user_factors_.shape[0]}"
             )
+        from coldtune.cf.rows import solve_rows
+
         conf = confidence(sp.csr_matrix(plays).T, alpha=self.alpha, epsilon=self.epsilon)
         return solve_rows(
             conf, self.user_factors_, regularization=self.regularization, device=self.device
@@ -344,49 +195,57 @@ class WeightedMatrixFactorization:
             raise ParameterError(
                 f"plays has {plays.shape[1]} songs, the model {self.song_factors_.shape[0]}"
             )
+        from coldtune.cf.rows import solve_rows
+
         conf = confidence(plays, alpha=self.alpha, epsilon=self.epsilon)
         return solve_rows(
             conf, self.song_factors_, regularization=self.regularization, device=self.device
         )
 
+    # ------------------------------------------------------------------ files
+
+    @classmethod
+    def from_factors(
+        cls, config: WMFConfig, user_factors: np.ndarray, song_factors: np.ndarray, **fitted
+    ) -> WeightedMatrixFactorization:
+        """A fitted model from factors another solver found (Spark on Parquet plays)."""
+        model = cls(**asdict(config))
+        model.user_factors_, model.song_factors_ = user_factors, song_factors
+        model.objective_ = list(fitted.get("objective", []))
+        model.seconds_per_iteration_ = list(fitted.get("seconds_per_iteration", []))
+        return model
+
+    def save(self, folder: str | Path, *, history: dict | None = None) -> None:
+        """Write folder/factors.npz (user_factors, song_factors), config.json (WMFConfig)
+        and history.json (objective and seconds per iteration, and `history`), atomically."""
+        self._check_fitted()
+        folder = Path(folder)
+        with atomic_path(folder / "factors.npz") as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, user_factors=self.user_factors_, song_factors=self.song_factors_)
+        write_json(folder / "config.json", self.config)
+        fitted = {
+            "objective": self.objective_,
+            "seconds_per_iteration": self.seconds_per_iteration_,
+        }
+        write_json(folder / "history.json", fitted | (history or {}))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> WeightedMatrixFactorization:
+        """The model `save` wrote in `folder`."""
+        folder = Path(folder)
+        for name in ("factors.npz", "config.json"):
+            if not (folder / name).exists():
+                raise ParameterError(f"{folder / name}: not found; fit WMF first")
+        config = WMFConfig(**json.loads((folder / "config.json").read_text()))
+        history = folder / "history.json"
+        fitted = json.loads(history.read_text()) if history.exists() else {}
+        with np.load(folder / "factors.npz", allow_pickle=False) as saved:
+            return cls.from_factors(config, saved["user_factors"], saved["song_factors"], **fitted)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "user_factors_"):
-            raise ParameterError("call fit() before folding in new rows")
+            raise ParameterError("call fit() first: the model has no factors yet")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
         return f"WeightedMatrixFactorization({args})"
-
-
-def balance_factors(
-    user_factors: np.ndarray, song_factors: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The factors of the same scores X Y^T with the smallest penalty |X|^2 + |Y|^2.
-
-    eq. (3)'s scores do not change under X -> X A, Y -> Y A^-T; its penalty does, and is
-    smallest, 2 x the nuclear norm of X Y^T, when X^T X = Y^T Y (which holds at every
-    stationary point of eq. 3). With X^T X = Rx Rx^T, Y^T Y = Ry Ry^T and the SVD
-    Rx^T Ry = U S V^T, that is X' = X Rx^-T U S^1/2, Y' = Y Ry^-T V S^1/2.
-    A solver with another penalty (MLlib's, which grows with each row's plays) returns
-    unbalanced factors; balancing them gives the eq. (3) penalty its lowest value for
-    the scores it found. O((n_users + n_songs) k^2).
-    """
-    X = np.asarray(user_factors, dtype=np.float64)
-    Y = np.asarray(song_factors, dtype=np.float64)
-
-    def root(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # gram = R R^T with R = E D^1/2; returns R and R^-T (pseudo-inverse where D ~ 0)
-        values, vectors = np.linalg.eigh(gram)
-        values = np.clip(values, 0.0, None)
-        keep = values > values.max(initial=0.0) * 1e-12
-        sqrt = np.sqrt(values)
-        inv = np.where(keep, 1.0 / np.where(keep, sqrt, 1.0), 0.0)
-        return vectors * sqrt, vectors * inv
-
-    Rx, Rx_inv_t = root(X.T @ X)
-    Ry, Ry_inv_t = root(Y.T @ Y)
-    U, S, Vt = np.linalg.svd(Rx.T @ Ry)
-    half = np.sqrt(S)
-    X_new = X @ (Rx_inv_t @ (U * half))
-    Y_new = Y @ (Ry_inv_t @ (Vt.T * half))
-    return X_new.astype(np.float32), Y_new.astype(np.float32)

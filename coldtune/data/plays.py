@@ -22,6 +22,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from coldtune.data.ids import IdMap
 from coldtune.errors import ParameterError, PlaysFormatError, WorkspaceError
 from coldtune.workspace import Workspace, atomic_path, read_json, write_json
 
@@ -98,9 +99,13 @@ class Interactions:
     def n_songs(self) -> int:
         return self.matrix.shape[1]
 
-    def song_index(self) -> dict[str, int]:
-        """Map song id -> column (built on demand: one dict entry per song, not per play)."""
-        return {song: i for i, song in enumerate(self.song_ids)}
+    def songs(self) -> IdMap:
+        """Song id <-> column (built on demand: one entry per song, not per play)."""
+        return IdMap(self.song_ids)
+
+    def users(self) -> IdMap:
+        """User id <-> row."""
+        return IdMap(self.user_ids)
 
 
 # --------------------------------------------------------------------------- readers
@@ -433,10 +438,31 @@ def _unify(chunks: list[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
 PLAYS_FORMATS = ("triplets", "csv", "parquet")
 
 
+def detect_plays_format(
+    path: str | os.PathLike, *, columns: tuple[str, ...] = ("user", "song", "count")
+) -> tuple[str, str]:
+    """(format, why) of a plays file, read from the file itself, not its name:
+    Parquet by its magic bytes; CSV when the first line is a header naming one of
+    `columns` (comma-separated, or tab for .tsv/.tab); triplets when it is
+    tab-separated without one (the Taste Profile has no header); CSV otherwise."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if head[:4] == b"PAR1":
+        return "parquet", "Parquet magic bytes"
+    first = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")
+    names = {name.strip().strip('"') for name in first.replace("\t", ",").split(",")}
+    if names & set(columns):
+        return "csv", f"first line is a header ({first[:60]!r})"
+    if "\t" in first:
+        return "triplets", "tab-separated with no header line, as user<TAB>song<TAB>count"
+    return "csv", f"no tab in the first line ({first[:60]!r})"
+
+
 def read_plays(
     path: str | os.PathLike,
     *,
-    format: str = "triplets",
+    format: str | None = None,
     user_col: str = "user",
     song_col: str = "song",
     count_col: str = "count",
@@ -447,7 +473,8 @@ def read_plays(
 
     path : a Taste Profile triplets file (user<TAB>song<TAB>count, no header), a CSV
         (comma, or tab for .tsv) with a header, or a Parquet file.
-    format : "triplets" | "csv" | "parquet"
+    format : "triplets" | "csv" | "parquet"; None (default): detected from the file's
+        contents (`detect_plays_format`), and the report says which was chosen and why.
     user_col, song_col, count_col : column names (CSV and Parquet).
     on_bad_lines : "error" raises PlaysFormatError naming file, line and reason for the
         first bad line; "skip" skips every bad line and counts them in `.report`.
@@ -455,6 +482,11 @@ def read_plays(
     Repeated (user, song) rows are summed; rows with count 0 are counted, not stored.
     """
     path = Path(path)
+    detected = None
+    if format is None and path.is_file() and path.stat().st_size:
+        format, detected = detect_plays_format(path, columns=(user_col, song_col, count_col))
+    elif format is None:
+        format = "triplets"  # the checks below say what is wrong with the file
     if format not in PLAYS_FORMATS:
         raise ParameterError(f"format must be one of {', '.join(PLAYS_FORMATS)}, got {format!r}")
     if on_bad_lines not in ON_BAD_LINES:
@@ -463,7 +495,9 @@ def read_plays(
         raise PlaysFormatError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise PlaysFormatError(f"{path}: the file is empty; expected (user, song, count) rows")
-    report = IngestReport(source=str(path), format=format)
+    report = IngestReport(
+        source=str(path), format=format if detected is None else f"{format}: {detected}"
+    )
 
     if format == "parquet":
         bad: list[BadLine] = []

@@ -12,7 +12,8 @@ user and holds out 46,728 songs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,17 +27,35 @@ from coldtune.workspace import Workspace, read_json, write_json
 class SplitConfig:
     """How songs and users are chosen; saved in split.json beside the chosen ids."""
 
-    cold_fraction: float = 0.2
-    cold_songs: int | None = None  # an exact number of cold songs; overrides cold_fraction
-    top_songs: int | None = None  # keep only the N songs with the most listeners
-    users: int | None = None  # keep M users drawn at random among those who played a kept song
-    seed: int = 0
+    cold_fraction: float = field(default=0.2, metadata={"help": "Share of songs held out."})
+    n_cold_songs: int | None = field(
+        default=None,
+        metadata={
+            "help": "Exact number of cold songs (overrides the share).",
+            "flag": "--cold-songs",
+        },
+    )
+    n_top_songs: int | None = field(
+        default=None,
+        metadata={"help": "Keep the N songs with most listeners.", "flag": "--top-songs"},
+    )
+    n_users: int | None = field(
+        default=None,
+        metadata={
+            "help": "Keep M users drawn among those who played a kept song.",
+            "flag": "--users",
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Random seed."})
+
+    def replace(self, **changes) -> SplitConfig:
+        return dataclasses.replace(self, **changes)
 
 
 # The paper's two settings (section 5.2).
 SPLIT_PRESETS: dict[str, SplitConfig] = {
-    "paper-subset": SplitConfig(cold_songs=1_881, top_songs=9_330, users=20_000),
-    "paper-full": SplitConfig(cold_songs=46_728),
+    "paper-subset": SplitConfig(n_cold_songs=1_881, n_top_songs=9_330, n_users=20_000),
+    "paper-full": SplitConfig(n_cold_songs=46_728),
 }
 
 
@@ -66,22 +85,22 @@ def split_songs(interactions: Interactions, config: SplitConfig = SplitConfig())
     listeners = np.diff(matrix.tocsc().indptr)
 
     songs = np.flatnonzero(listeners > 0)
-    if config.top_songs is not None:
-        if config.top_songs < 2:
-            raise ParameterError(f"top_songs must be at least 2, got {config.top_songs}")
+    if config.n_top_songs is not None:
+        if config.n_top_songs < 2:
+            raise ParameterError(f"n_top_songs must be at least 2, got {config.n_top_songs}")
         # most listeners first; ties broken by column so the choice is deterministic
         order = np.lexsort((songs, -listeners[songs]))
-        songs = np.sort(songs[order[: config.top_songs]])
+        songs = np.sort(songs[order[: config.n_top_songs]])
 
     users = np.flatnonzero(np.diff(matrix[:, songs].tocsr().indptr) > 0)
-    if config.users is not None:
-        if config.users < 1:
-            raise ParameterError(f"users must be at least 1, got {config.users}")
-        if config.users < len(users):
-            users = np.sort(rng.choice(_by_id(users, interactions.user_ids), config.users, False))
+    if config.n_users is not None:
+        if config.n_users < 1:
+            raise ParameterError(f"n_users must be at least 1, got {config.n_users}")
+        if config.n_users < len(users):
+            users = np.sort(rng.choice(_by_id(users, interactions.user_ids), config.n_users, False))
 
-    if config.cold_songs is not None:
-        n_cold = config.cold_songs
+    if config.n_cold_songs is not None:
+        n_cold = config.n_cold_songs
     else:
         if not 0.0 < config.cold_fraction < 1.0:
             raise ParameterError(
@@ -127,22 +146,21 @@ def load_split(workspace: Workspace, interactions: Interactions) -> ColdStartSpl
         what="the cold-start split",
         hint="run `coldtune split --workspace W` first",
     )
-    songs = interactions.song_index()
+    songs = interactions.songs()
 
     def columns(ids: list[str], what: str) -> np.ndarray:
-        missing = [song for song in ids if song not in songs]
+        missing = songs.missing(ids)
         if missing:
             raise WorkspaceError(
                 f"{workspace.split_path}: {len(missing)} {what} songs are not in the ingested "
                 f"plays (e.g. {missing[0]!r}); run `coldtune split` again"
             )
-        return np.sort(np.array([songs[song] for song in ids], dtype=np.int64))
+        return np.sort(songs.rows(ids))
 
     if data["users"] is None:
         users = np.arange(interactions.n_users)
     else:
-        index = {user: u for u, user in enumerate(interactions.user_ids)}
-        users = np.sort(np.array([index[user] for user in data["users"]], dtype=np.int64))
+        users = np.sort(interactions.users().rows(data["users"]))
     return ColdStartSplit(
         users,
         columns(data["warm_songs"], "warm"),

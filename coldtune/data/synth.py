@@ -163,9 +163,16 @@ def _song_ids(rng: np.random.Generator, n: int) -> np.ndarray:
     return ids
 
 
-def write_plays(plays: SynthPlays, path: str | os.PathLike, *, format: str = "triplets") -> Path:
-    """Write the triplets file (user<TAB>song<TAB>count, grouped by user) or Parquet."""
+def write_plays(plays: SynthPlays, path: str | os.PathLike, *, format: str | None = None) -> Path:
+    """Write the triplets file (user<TAB>song<TAB>count, grouped by user), CSV or Parquet.
+
+    format : triplets, csv or parquet; None: from the suffix (.parquet/.pq, .csv/.tsv),
+        else triplets.
+    """
     path = Path(path)
+    if format is None:
+        suffixes = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv"}
+        format = suffixes.get(path.suffix.lower(), "triplets")
     coo = plays.matrix.tocoo()
     users = pa.array(plays.user_ids, pa.string())
     songs = pa.array(plays.song_ids, pa.string())

@@ -96,6 +96,20 @@ def ingest_tags(
     if not Path(folder).is_dir():
         raise ParameterError(f"{folder}: not a folder of Last.fm JSON files")
     table, report = read_lastfm_tags(folder, read_track_songs(tracks_path))
-    with atomic_path(workspace.root / "tags" / "tags.parquet") as tmp:
+    with atomic_path(workspace.tags_path) as tmp:
         pq.write_table(table, tmp)
     return report
+
+
+def read_song_tags(workspace: Workspace) -> dict[str, dict[str, float]]:
+    """song id -> {tag: weight 0-100}, from W/tags/tags.parquet (`coldtune tags ingest`)."""
+    path = workspace.require(
+        workspace.tags_path,
+        what="tags",
+        hint="run `coldtune tags ingest LASTFM_DIR --tracks unique_tracks.txt --workspace W` first",
+    )
+    table = pq.read_table(path).to_pydict()
+    tags: dict[str, dict[str, float]] = {}
+    for song, tag, weight in zip(table["song_id"], table["tag"], table["weight"], strict=True):
+        tags.setdefault(song, {})[tag] = weight
+    return tags

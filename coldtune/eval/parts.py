@@ -13,12 +13,10 @@ metric.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -86,15 +84,3 @@ def merge_figures(parts: Iterable[dict]) -> dict[str, float | int]:
         merged[metric] = total / count if count else math.nan
         merged[f"n_{metric}"] = count
     return merged
-
-
-def fingerprint(root: Path, paths: Iterable[Path], **settings) -> str:
-    """SHA-256 of the files (under `root`) and settings a result depends on: parts
-    computed from other factors, another split or other predictions never merge."""
-    digest = hashlib.sha256(repr(sorted(settings.items())).encode())
-    for path in sorted(paths):
-        digest.update(path.relative_to(root).as_posix().encode())
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 24):
-                digest.update(chunk)
-    return digest.hexdigest()

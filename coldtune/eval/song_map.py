@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -28,16 +27,18 @@ import numpy as np
 
 from coldtune.errors import ParameterError
 from coldtune.threads import one_thread
-from coldtune.workspace import Workspace, atomic_path, write_json
+from coldtune.workspace import atomic_path
 
 
 @dataclass(frozen=True)
 class MapConfig:
     """t-SNE's settings and the tags coloured; saved in map.json."""
 
-    perplexity: float = 30.0  # lowered to (songs - 1) / 3 for few songs, as t-SNE needs
-    seed: int = 0
-    tags: tuple[str, ...] = ()  # coloured in this order; empty: `default_colour_tags`
+    # lowered to (songs - 1) / 3 for few songs, as t-SNE needs
+    perplexity: float = field(default=30.0, metadata={"help": "t-SNE perplexity."})
+    seed: int = field(default=0, metadata={"help": "t-SNE seed."})
+    # coloured in this order; empty: `default_colour_tags`
+    tags: tuple[str, ...] = ()
 
     def validate(self) -> MapConfig:
         if not self.perplexity > 1:
@@ -80,61 +81,7 @@ def default_colour_tags(song_tags: list[set[str]], *, n: int = 4, max_share: flo
     return chosen
 
 
-def write_map(
-    workspace: Workspace,
-    config: MapConfig = MapConfig(),
-    *,
-    catalogue=None,
-    model: str | None = None,
-) -> dict:
-    """`coldtune map`: t-SNE of every song with audio; writes map.json, map.png and
-    map.html under W/results/map/ and returns the JSON written."""
-    from coldtune.catalogue import Catalogue, inputs_key
-
-    config.validate()
-    start = time.perf_counter()
-    catalogue = catalogue or Catalogue(workspace, model=model)
-    rows = np.flatnonzero(catalogue.has_audio)
-    unit = catalogue.predicted_embedding(catalogue.predicted_factors[rows])
-    xy = tsne(unit, perplexity=config.perplexity, seed=config.seed)
-    song_tags = _song_tags(workspace, catalogue.song_ids[rows])
-    colour = list(config.tags) or default_colour_tags(song_tags)
-    unknown = [tag for tag in colour if not any(tag in tags for tags in song_tags)]
-    if unknown:
-        raise ParameterError(f"no song on the map has the tag {unknown[0]!r}")
-    result = {
-        "model": catalogue.model_name,
-        "config": asdict(config),
-        "colour_tags": colour,
-        "song_ids": catalogue.song_ids[rows].tolist(),
-        "x": [round(float(v), 3) for v in xy[:, 0]],
-        "y": [round(float(v), 3) for v in xy[:, 1]],
-        "seconds": round(time.perf_counter() - start, 2),
-        "inputs": inputs_key(workspace, catalogue.model_name),
-    }
-    folder = workspace.results_dir / "map"
-    write_json(folder / "map.json", result)
-    write_png(folder / "map.png", xy, song_tags, colour, catalogue.cold[rows], catalogue.model_name)
-    page = folder / "map.html"
-    data = map_data(
-        catalogue, rows, xy, song_tags, colour, clip_url=_relative_clip(catalogue, page)
-    )
-    with atomic_path(page) as tmp:
-        tmp.write_text(map_page(data, title=f"coldtune: song map ({catalogue.model_name})"))
-    return result
-
-
-def _song_tags(workspace: Workspace, song_ids) -> list[set[str]]:
-    path = workspace.root / "tags" / "tags.parquet"
-    if not path.exists():
-        return [set() for _ in song_ids]
-    from coldtune.eval.tags import read_tags
-
-    tags = read_tags(workspace)
-    return [tags.get(song, set()) for song in song_ids]
-
-
-def _relative_clip(catalogue, page: Path):
+def relative_clip(catalogue, page: Path):
     def url(song_id: str) -> str | None:
         path = catalogue.clips.get(song_id)
         if path is None:

@@ -28,14 +28,11 @@ than `min_songs` songs have it, or fewer than `min_songs` do not.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from coldtune.errors import ParameterError, WorkspaceError
-from coldtune.threads import one_thread
-from coldtune.workspace import Workspace, atomic_path, write_json
+from coldtune.errors import ParameterError
 
 PAPER_AUC = {"wmf": 0.86703, "bow-pca": 0.69365}
 """Section 5.1's means over 50 Last.fm tags on the MSD subset (warm songs)."""
@@ -47,11 +44,15 @@ SONG_SETS = ("warm", "cold")
 class TagConfig:
     """The tag experiment's settings; saved in W/results/tags.json."""
 
-    tags: int = 50  # the most frequent tags among warm songs
-    folds: int = 10
-    min_songs: int = 10  # positives and negatives a tag needs in a set of songs
-    regularization: float = 1.0  # logistic regression's C (inverse strength)
-    seed: int = 0
+    tags: int = field(default=50, metadata={"help": "The most frequent tags to predict."})
+    folds: int = field(default=10, metadata={"help": "Cross-validation folds."})
+    min_songs: int = field(
+        default=10, metadata={"help": "Songs with and without a tag it needs (>= folds)."}
+    )
+    regularization: float = field(
+        default=1.0, metadata={"help": "Logistic regression's C (inverse strength)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the folds."})
 
     def validate(self) -> TagConfig:
         if self.tags < 1:
@@ -83,23 +84,6 @@ def cross_validated_auc(features: np.ndarray, labels: np.ndarray, config: TagCon
     return float(cross_val_score(model, features, labels, cv=folds, scoring="roc_auc").mean())
 
 
-def read_tags(workspace: Workspace) -> dict[str, set[str]]:
-    """song id -> its tags, from W/tags/tags.parquet."""
-    import pyarrow.parquet as pq
-
-    path = workspace.root / "tags" / "tags.parquet"
-    if not path.exists():
-        raise WorkspaceError(
-            f"{path}: no tags in this workspace; run `coldtune tags ingest LASTFM_DIR "
-            "--tracks unique_tracks.txt --workspace W` first"
-        )
-    table = pq.read_table(path, columns=["song_id", "tag"]).to_pydict()
-    tags: dict[str, set[str]] = {}
-    for song, tag in zip(table["song_id"], table["tag"], strict=True):
-        tags.setdefault(song, set()).add(tag)
-    return tags
-
-
 def most_frequent_tags(song_tags: dict[str, set[str]], song_ids, n: int) -> list[str]:
     """The n tags most songs of `song_ids` have; ties broken by name."""
     counts: dict[str, int] = {}
@@ -116,92 +100,7 @@ def tag_labels(song_tags: dict[str, set[str]], song_ids, tags: list[str]) -> np.
     ).reshape(len(song_ids), len(tags))
 
 
-def _bow_pca(workspace: Workspace, data) -> dict[str, np.ndarray]:
-    """BoW-PCA features of the warm and cold songs, with the codebook of bow-linear when
-    the workspace trained it (so its cached words are reused)."""
-    from coldtune.models import bow_features
-    from coldtune.models.bow import PCA, BowConfig
-    from coldtune.workspace import read_json
-
-    saved = workspace.models_dir("bow-linear") / "config.json"
-    if saved.exists():
-        options = read_json(saved, what="", hint="")
-        config = BowConfig(**{**options, "alphas": tuple(options.get("alphas", BowConfig.alphas))})
-    else:  # the demo's choice: half as many words as warm songs, at most 1,000
-        config = BowConfig(words=int(min(1000, max(16, len(data.warm_ids) // 2))))
-    features = bow_features(workspace, config=config, data=data)  # cached per codebook
-    pca = PCA(config.variance).fit(features.warm)
-    return {"warm": pca.transform(features.warm), "cold": pca.transform(features.cold)}
-
-
-def tag_experiment(
-    workspace: Workspace,
-    config: TagConfig = TagConfig(),
-    *,
-    model: str | None = None,
-    on_progress=None,
-) -> dict:
-    """`coldtune tags`: the table of section 5.1 for this workspace; writes
-    W/results/tags.json and tags.md and returns the JSON.
-
-    on_progress : called with (row, column, tags done, tags to do).
-    """
-    from coldtune.catalogue import ClipModel, catalogue_predictions, choose_clip_model, inputs_key
-    from coldtune.models import training_data
-
-    config.validate()
-    start = time.perf_counter()
-    song_tags = read_tags(workspace)
-    data = training_data(workspace)  # warm songs with audio, every cold song
-    ids = {"warm": data.warm_ids, "cold": data.cold_ids}
-    tags = most_frequent_tags(song_tags, data.warm_ids, config.tags)
-    if not tags:
-        raise WorkspaceError("no warm song has a tag: nothing to predict")
-    model_name = choose_clip_model(workspace, model)
-    clip_model = ClipModel(workspace, model_name)
-    bow = _bow_pca(workspace, data)
-    features = {
-        "wmf": {"warm": data.warm_factors},
-        "bow-pca": bow,
-        "predicted": {
-            name: catalogue_predictions(workspace, clip_model, ids[name]) for name in SONG_SETS
-        },
-    }
-    labels = {name: tag_labels(song_tags, ids[name], tags) for name in SONG_SETS}
-    usable = {
-        name: [
-            j
-            for j in range(len(tags))
-            if config.min_songs <= labels[name][:, j].sum() <= len(ids[name]) - config.min_songs
-        ]
-        for name in SONG_SETS
-    }
-    with one_thread():
-        rows, per_tag = _table(features, labels, usable, tags, config, on_progress)
-    results = {
-        "title": "Tag prediction (section 5.1)",
-        "config": asdict(config),
-        "model": model_name,
-        "dims": {
-            "wmf": int(data.warm_factors.shape[1]),
-            "bow-pca": int(bow["warm"].shape[1]),
-            "predicted": int(clip_model.config.factors),
-        },
-        "songs": {name: len(ids[name]) for name in SONG_SETS},
-        "tags": tags,
-        "tags_used": {name: len(usable[name]) for name in SONG_SETS},
-        "rows": rows,
-        "per_tag": per_tag,
-        "seconds": round(time.perf_counter() - start, 2),
-        "inputs": inputs_key(workspace, model_name),
-    }
-    write_json(workspace.results_dir / "tags.json", results)
-    with atomic_path(workspace.results_dir / "tags.md") as tmp:
-        tmp.write_text(tags_markdown(results))
-    return results
-
-
-def _table(features, labels, usable, tags, config, on_progress):
+def tag_table(features, labels, usable, tags, config, on_progress):
     """Mean AUC per (features, songs), and each tag's AUC."""
     rows, per_tag = [], {}
     for row_name, by_set in features.items():

@@ -36,8 +36,11 @@ from fastapi_offline import FastAPIOffline
 
 from coldtune.audio.decode import ClipRejected
 from coldtune.errors import ColdtuneError, NotFoundError, ParameterError
+from coldtune.eval.song_map import map_data, web_asset
+from coldtune.steps.analyses import song_map, song_tag_sets
+from coldtune.steps.catalogue import inputs_key, load_catalogue
 from coldtune.threads import one_thread
-from coldtune.workspace import Workspace
+from coldtune.workspace import Workspace, read_json
 
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 """16 MiB: a 30 s clip is 0.5 MB as mp3 and 5.3 MB as 16-bit stereo WAV at 44.1 kHz; a
@@ -134,12 +137,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        from coldtune.catalogue import Catalogue
-
         # each request's work is small (one clip, a few thousand dot products): one thread
         # per request, the thread pool serving requests side by side (coldtune.threads)
         with one_thread():
-            catalogue = Catalogue(workspace, model=model)
+            catalogue = load_catalogue(workspace, model=model)
             app.state.catalogue = catalogue
             app.state.map = _load_map(workspace, catalogue)
             yield
@@ -193,8 +194,6 @@ def create_app(
 
     @app.get("/map.js", include_in_schema=False)
     def map_script():
-        from coldtune.eval.song_map import web_asset
-
         return Response(web_asset("map.js"), media_type="text/javascript")
 
     @app.get("/api/health", tags=["service"])
@@ -333,21 +332,18 @@ def _embed_upload(catalogue, file: UploadFile, max_bytes: int) -> np.ndarray:
 def _load_map(workspace: Workspace, catalogue) -> dict | None:
     """The map of W/results/map/map.json if it was made with this clip model, else a
     new one (written there too); with song positions by id, for placing new clips."""
-    from coldtune.catalogue import inputs_key
-    from coldtune.eval.song_map import _song_tags, map_data, write_map
-    from coldtune.workspace import read_json
-
     path = workspace.results_dir / "map" / "map.json"
     saved = read_json(path, what="", hint="") if path.exists() else None
     if saved is None or saved.get("inputs") != inputs_key(workspace, catalogue.model_name):
         if int(catalogue.has_audio.sum()) < 4:
             return None
-        saved = write_map(workspace, catalogue=catalogue)
-    known = [s for s in saved["song_ids"] if s in catalogue._song_index]
-    keep = [i for i, s in enumerate(saved["song_ids"]) if s in catalogue._song_index]
-    rows = np.array([catalogue._song_index[s] for s in known], dtype=np.int64)
+        saved = song_map(workspace, catalogue=catalogue)
+    known = [s for s in saved["song_ids"] if s in catalogue.songs]
+    keep = [i for i, s in enumerate(saved["song_ids"]) if s in catalogue.songs]
+    rows = catalogue.songs.rows(known)
     xy = np.column_stack([np.array(saved["x"])[keep], np.array(saved["y"])[keep]])
-    song_tags = _song_tags(workspace, known)
+    tag_sets = song_tag_sets(workspace)
+    song_tags = [tag_sets.get(song, set()) for song in known]
     data = map_data(
         catalogue,
         rows,
@@ -375,6 +371,4 @@ def _place(state: dict | None, catalogue, neighbours) -> dict | None:
 
 
 def _page() -> str:
-    from coldtune.eval.song_map import web_asset
-
     return web_asset("page.html")

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from coldtune.content.distributed import Distributed, current
 from coldtune.errors import ParameterError
-from coldtune.models.distributed import Distributed, current
 from coldtune.workspace import atomic_path
 
 
@@ -147,8 +147,8 @@ def train_loop(
     stamp = {"config": config.to_dict(), "identity": identity or {}}
     resumed = 0
     if checkpoint is not None and Path(checkpoint).exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        if saved["stamp"] == stamp:
+        saved = _read_checkpoint(checkpoint, device)
+        if saved is not None and saved["stamp"] == stamp:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             rng.bit_generator.state = saved["rng"]
@@ -223,6 +223,17 @@ def train_loop(
     return TrainResult(state["history"], state["best_epoch"], state["best"], resumed)
 
 
+def _read_checkpoint(path, device) -> dict | None:
+    """A checkpoint's contents, or None for one that is not a checkpoint of this loop.
+    Tensors and plain values only (weights_only): a workspace file never runs code."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError):
+        return None
+
+
 def _read_ahead(batches: list, make_batch: Callable, rng: np.random.Generator):
     """Yield ((batch, rows), make_batch(rows, rng)) for each (batch, rows), reading the next
     batch's inputs in a thread while the caller trains on this one.
@@ -271,3 +282,34 @@ def _batch_rng(rng: np.random.Generator, ddp: Distributed, seed: int, epoch: int
         return rng
     torch.manual_seed(ddp.seed(seed, epoch))
     return np.random.default_rng([seed, 3, epoch, ddp.rank])
+
+
+def train_config(config, **extra) -> TrainConfig:
+    """The loop's settings from a model config's training fields."""
+    return TrainConfig(
+        optimizer=config.optimizer,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        max_epochs=config.max_epochs,
+        patience=config.patience,
+        seed=config.seed,
+        **extra,
+    ).validate()
+
+
+def fit_report(result) -> dict:
+    return {
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "best_validation_loss": result.best_validation_loss,
+        "resumed_from_epoch": result.resumed_from_epoch,
+    }
+
+
+def network_state(arrays: dict, prefix: str = "network.") -> dict[str, torch.Tensor]:
+    """A torch state dict from the arrays saved under `prefix`."""
+    return {
+        k[len(prefix) :]: torch.from_numpy(np.array(v))
+        for k, v in arrays.items()
+        if k.startswith(prefix)
+    }

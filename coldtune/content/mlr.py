@@ -27,34 +27,24 @@ for the similarity (same features, 50 dimensions; docs/models.md).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from coldtune.errors import ParameterError
-
-
-@dataclass(frozen=True)
-class MLRConfig:
-    """Settings of the metric, saved beside its predictions."""
-
-    dims: int = 50  # rank of L; 0 keeps every PCA component
-    neighbours: int = 10  # relevant songs per query: nearest by shared listeners
-    margin: float = 1.0
-
-    def validate(self) -> MLRConfig:
-        if self.dims < 0:
-            raise ParameterError(f"dims must be >= 0 (0: every component), got {self.dims!r}")
-        if self.neighbours < 1:
-            raise ParameterError(f"neighbours must be >= 1, got {self.neighbours!r}")
-        if not self.margin > 0:
-            raise ParameterError(f"margin must be > 0, got {self.margin!r}")
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from coldtune.content.base import (
+    SongFeatures,
+    TrainingSet,
+    frames_of,
+    read_model_files,
+    save_model,
+)
+from coldtune.content.bow import BagOfWords, Whitening, bag_for
+from coldtune.content.configs import MLRConfig
+from coldtune.content.training import fit_report, network_state, train_config, train_loop
+from coldtune.errors import ParameterError, WorkspaceError
 
 
 def listener_neighbours(plays: sp.spmatrix, k: int, *, block: int = 2048) -> np.ndarray:
@@ -143,3 +133,81 @@ def usage_factors(
     counts = np.asarray(played.sum(axis=1)).ravel()
     means = (played @ embedded_songs) / np.maximum(counts, 1)[:, None]
     return means.astype(np.float32), np.asarray(embedded_new, dtype=np.float32)
+
+
+class MLR:
+    """`mlr`: predict(songs' MFCC frames) -> L x_j, scored against `user_factors_`
+    (each user's mean L x_i over the warm songs they played), not WMF's users."""
+
+    name = "mlr"
+    reads = "mfcc"
+
+    def __init__(self, config: MLRConfig = MLRConfig()):
+        self.config = config
+
+    def fit(self, data: TrainingSet) -> MLR:
+        config = self.config.validate()
+        loop = train_config(config)
+        self.bag_, words = bag_for(data, config.bow())
+        self.whitening_ = Whitening(config.variance).fit(words)
+        features = torch.as_tensor(self.whitening_.transform(words))
+        near = listener_neighbours(data.confidence, config.neighbours)
+        queries = np.flatnonzero((near >= 0).any(axis=1))  # songs with a co-listened song
+        if len(queries) < 2:
+            raise WorkspaceError("fewer than 2 warm songs share listeners: nothing to learn from")
+        torch.manual_seed(config.seed)
+        self.metric_ = Metric(features.shape[1], config.dims or features.shape[1])
+
+        def make_batch(rows: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+            query = queries[rows]
+            relevant, irrelevant = sample_triplets(query, near, len(features), rng)
+            return features[np.concatenate([query, relevant, irrelevant])]
+
+        result = train_loop(
+            self.metric_,
+            n_items=len(queries),
+            make_batch=make_batch,
+            objective=lambda embedded, _rows: triplet_auc_loss(embedded, config.margin),
+            config=loop,
+            checkpoint=data.checkpoint,
+            identity={"model": config.to_dict(), "data": data.fingerprint()},
+            device="cpu",
+        )
+        self.metric_.eval()
+        with torch.no_grad():
+            warm_embedded = self.metric_(features).numpy().astype(np.float64)
+        # the users' played songs are the warm songs' training plays; cold plays never enter
+        self.user_factors_, _ = usage_factors(warm_embedded, data.confidence, warm_embedded[:0])
+        self.fit_report_ = {
+            "query_songs": len(queries),
+            "pca_components": int(features.shape[1]),
+            **fit_report(result),
+        }
+        return self
+
+    def predict(self, songs: Sequence[SongFeatures]) -> np.ndarray:
+        """L x_j [shape=(len(songs), dims)] float32: inner products with `user_factors_`
+        are the users' mean similarities to the songs."""
+        words = self.bag_.transform(frames_of(songs, "mfcc"))
+        with torch.no_grad():
+            embedded = self.metric_(torch.as_tensor(self.whitening_.transform(words)))
+        return embedded.numpy().astype(np.float32)
+
+    def save(self, folder: Path) -> None:
+        arrays = self.bag_.arrays() | self.whitening_.arrays()
+        arrays["network.project.weight"] = self.metric_.project.weight.detach().numpy()
+        arrays["user_factors"] = self.user_factors_
+        save_model(folder, self.name, self.config, arrays)
+
+    @classmethod
+    def load(cls, folder: Path) -> MLR:
+        config, arrays, _ = read_model_files(folder, MLRConfig)
+        model = cls(config)
+        model.bag_ = BagOfWords.from_arrays(arrays, config.bow())
+        model.whitening_ = Whitening.from_arrays(arrays, config.variance)
+        weight = arrays["network.project.weight"]
+        model.metric_ = Metric(weight.shape[1], weight.shape[0])
+        model.metric_.load_state_dict(network_state(arrays))
+        model.metric_.eval()
+        model.user_factors_ = arrays["user_factors"]
+        return model

@@ -19,6 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from coldtune.eval.tags import PAPER_AUC, ROW_LABELS, SONG_SETS
+from coldtune.steps.analyses import song_map as write_map
+from coldtune.steps.analyses import tags as tag_experiment
+from coldtune.steps.catalogue import inputs_key, load_catalogue
 from coldtune.workspace import Workspace, atomic_path, read_json, write_json
 
 EXAMPLES = 5  # query songs in the similar-songs table
@@ -35,10 +39,6 @@ def write_report(
 
     on_stage : called with (stage name, seconds) after each stage.
     """
-    from coldtune.catalogue import Catalogue, inputs_key
-    from coldtune.eval.song_map import write_map
-    from coldtune.eval.tags import tag_experiment
-
     timings: dict[str, float] = {}
 
     def timed(name: str, work: Callable):
@@ -51,11 +51,11 @@ def write_report(
 
     results_dir = workspace.results_dir
     catalogue = timed(
-        "load factors, clip model predictions", lambda: Catalogue(workspace, model=model)
+        "load factors, clip model predictions", lambda: load_catalogue(workspace, model=model)
     )
     key = inputs_key(workspace, catalogue.model_name)
     tags = _fresh(results_dir / "tags.json", key)
-    if tags is None and (workspace.root / "tags" / "tags.parquet").exists():
+    if tags is None and workspace.tags_path.exists():
         tags = timed(
             "tag prediction (section 5.1)",
             lambda: tag_experiment(workspace, model=catalogue.model_name),
@@ -238,8 +238,6 @@ def render(
 
 
 def _tags_html(tags: dict) -> str:
-    from coldtune.eval.tags import PAPER_AUC, ROW_LABELS, SONG_SETS
-
     songs, used = tags["songs"], tags["tags_used"]
     rows = []
     for row in tags["rows"]:

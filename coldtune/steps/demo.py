@@ -8,11 +8,14 @@ uses the generator of `coldtune.data.synth` instead (plays only, no audio).
 
 from __future__ import annotations
 
-from rich.console import Console
+from collections.abc import Callable
 
-from coldtune import pipeline
+from coldtune.audio.store import extract
 from coldtune.data.synth import synth_config, synth_plays, write_plays
-from coldtune.experiment import Stages, experiment_config, experiment_markdown, run_experiment
+from coldtune.data.tags import ingest_tags
+from coldtune.steps.experiment import Stages, experiment_config, run_experiment
+from coldtune.steps.plays import ingest
+from coldtune.steps.report import write_report
 from coldtune.workspace import Workspace, write_json
 
 
@@ -24,19 +27,25 @@ def run_demo(
     backend: str = "implicit",
     seed: int = 0,
     workers: int | None = None,
-    console: Console,
+    on_stage: Callable[[str, str, float | None], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> dict:
     """world: a world size (small, default, paper) or "synthetic" (generated plays of
-    `size`, no audio). Ends with `coldtune experiment`'s table for the demo preset."""
+    `size`, no audio). Ends with `coldtune experiment`'s table for the demo preset
+    (W/results/experiment.md) and, with audio, the report (W/results/report.html).
+
+    on_stage : called with ("start", stage, None) and ("done", stage, seconds).
+    on_note : called with what a stage found (sizes, counts), one message at a time.
+    Returns the experiment's results, with "report" (the report's path) added.
+    """
 
     def show(event: str, name: str) -> None:
-        if event == "start":
-            console.print(f"[bold]{name}[/]")
-        else:
-            console.print(f"  done in {stages.seconds[name]:.1f} s")
+        if on_stage is not None:
+            on_stage(event, name, stages.seconds.get(name) if event == "done" else None)
 
     def note(message: str) -> None:
-        console.print("  " + message.replace("\n", "\n  "), highlight=False)
+        if on_note is not None:
+            on_note(message)
 
     stages = Stages(on_stage=show)
     manifest = None
@@ -58,12 +67,9 @@ def run_demo(
         triplets = world_dir / "train_triplets.txt"
         manifest = world_dir / "clips.csv"
     with stages("ingest"):
-        interactions = pipeline.ingest(triplets, workspace)
+        interactions = ingest(triplets, workspace)
     note(interactions.report.summary())
     if manifest is not None:
-        from coldtune.audio.store import extract
-        from coldtune.data.tags import ingest_tags
-
         with stages("audio features: log-mel and MFCC of every clip"):
             extracted = extract(None, workspace.features_dir, manifest=manifest, workers=workers)
         note(
@@ -80,11 +86,6 @@ def run_demo(
     config = experiment_config("demo", seed=seed, backend=backend)
     results = run_experiment(workspace, config, stages=stages, on_note=note)
     write_json(workspace.results_dir / "timings.json", stages.seconds)
-    console.print()
-    console.print(experiment_markdown(results), highlight=False)
-    console.print(f"written to {workspace.results_dir / 'experiment.md'}", highlight=False)
     if manifest is not None:  # the report's analyses need a clip model, so audio
-        from coldtune.report import write_report
-
-        console.print(f"report: {write_report(workspace)}", highlight=False, soft_wrap=True)
+        results["report"] = str(write_report(workspace))
     return results

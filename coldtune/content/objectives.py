@@ -28,6 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from coldtune.padded import padded_rows
+
 
 def mse_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """eq. (4), averaged over the songs of the batch: mean_i ||y_i - y'_i||^2."""
@@ -52,15 +54,8 @@ class WPELoss:
 
     def _listeners(self, songs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded listener rows (B, L) and their c_ui (B, L), 0 where padded."""
-        sub = self.by_song[:, songs]
-        counts = np.diff(sub.indptr)
-        width = max(1, int(counts.max()) if len(counts) else 1)
-        rows = np.zeros((len(songs), width), dtype=np.int64)
-        conf = np.zeros((len(songs), width), dtype=np.float32)
-        column = np.repeat(np.arange(len(songs)), counts)
-        place = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], counts)
-        rows[column, place] = sub.indices
-        conf[column, place] = sub.data
+        # a song's listeners are its column: rows of the transposed sub-matrix
+        rows, conf, _ = padded_rows(self.by_song[:, songs].T.tocsr())
         return (
             torch.as_tensor(rows, device=self.device),
             torch.as_tensor(conf, device=self.device),

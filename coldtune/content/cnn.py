@@ -23,12 +23,31 @@ the predicted factors; the losses live in `objectives.py`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from coldtune.content.base import (
+    SongFeatures,
+    TrainingSet,
+    frames_of,
+    read_model_files,
+    save_model,
+)
+from coldtune.content.configs import CNNConfig
+from coldtune.content.distributed import is_main_process
+from coldtune.content.objectives import WPELoss, mse_loss
+from coldtune.content.training import (
+    auto_precision,
+    fit_report,
+    network_state,
+    train_config,
+    train_loop,
+)
 from coldtune.errors import ParameterError
 
 WINDOW_FRAMES = 130
@@ -37,8 +56,8 @@ feature store keeps."""
 
 
 @dataclass(frozen=True)
-class CNNConfig:
-    """A CNN's shape; saved as config.json beside its weights."""
+class NetworkConfig:
+    """A network's shape: its architecture and what the data decides (bands, factors)."""
 
     architecture: str = "paper"  # a name in CNN_ARCHITECTURES
     n_mels: int = 128
@@ -46,7 +65,7 @@ class CNNConfig:
     factors: int = 50
     dropout: float = 0.0  # the paper: "did not yield any significant improvements"
 
-    def validate(self) -> CNNConfig:
+    def validate(self) -> NetworkConfig:
         if self.architecture not in CNN_ARCHITECTURES:
             raise ParameterError(
                 f"architecture must be one of {', '.join(CNN_ARCHITECTURES)}, "
@@ -96,7 +115,7 @@ def _convolutions(channels: list[int], pools: list[int | None]) -> nn.Sequential
 
 
 class PaperCNN(_Standardised):
-    def __init__(self, config: CNNConfig):
+    def __init__(self, config: NetworkConfig):
         super().__init__(config.n_mels)
         self.features = _convolutions([config.n_mels, 256, 256], [4, 2])
         frames = ((config.window_frames - 3) // 4 - 3) // 2
@@ -115,7 +134,7 @@ class PaperCNN(_Standardised):
 
 
 class GlobalPoolingCNN(_Standardised):
-    def __init__(self, config: CNNConfig):
+    def __init__(self, config: NetworkConfig):
         super().__init__(config.n_mels)
         self.features = _convolutions([config.n_mels, 256, 256, 512, 512], [4, 2, 2, None])
         self.head = nn.Sequential(
@@ -141,7 +160,7 @@ CNN_ARCHITECTURES: dict[str, type[nn.Module]] = {
 }
 
 
-def build_cnn(config: CNNConfig) -> nn.Module:
+def build_cnn(config: NetworkConfig) -> nn.Module:
     return CNN_ARCHITECTURES[config.validate().architecture](config)
 
 
@@ -164,3 +183,97 @@ def predict_clip(
         for lo in range(0, n, batch):
             outputs.append(model(torch.as_tensor(windows[lo : lo + batch], device=device)).cpu())
     return torch.cat(outputs).mean(dim=0).numpy()
+
+
+class CNN:
+    """`cnn`, section 4.2: trained on random 3 s log-mel windows of the warm songs with
+    eq. (4) or eq. (5) in the shared loop; a song's factors are the mean over its
+    consecutive windows.
+
+    windows_per_song : random windows of each song in a batch (a batch of `batch_size`
+        songs holds batch_size x windows_per_song windows), all with the song's target;
+        validation is split by song, so no song is on both sides.
+    """
+
+    name = "cnn"
+    reads = "mel"
+
+    def __init__(self, config: CNNConfig = CNNConfig()):
+        self.config = config
+
+    def fit(self, data: TrainingSet) -> CNN:
+        config = self.config.validate()
+        precision = auto_precision() if config.precision == "auto" else config.precision
+        loop = train_config(config, precision=precision)
+        store, songs = data.features, data.song_ids
+        self.network_config_ = NetworkConfig(
+            architecture=config.architecture,
+            n_mels=store.width("mel"),
+            factors=data.factors.shape[1],
+            dropout=config.dropout,
+        ).validate()
+        torch.manual_seed(config.seed)
+        self.network_ = build_cnn(self.network_config_)
+        # per-band scale of the input, from one random window of each warm song
+        sample = store.random_windows(
+            songs, frames=WINDOW_FRAMES, rng=np.random.default_rng([config.seed, 3])
+        ).astype(np.float32)
+        self.network_.set_input_scale(sample.mean(axis=(0, 1)), sample.std(axis=(0, 1)))
+        targets = torch.as_tensor(data.factors.astype(np.float32))
+        repeat = config.windows_per_song
+        if config.objective == "wpe":
+            wpe = WPELoss(data.user_factors, data.confidence)
+
+            def loss(predicted, rows):
+                return wpe(predicted.float().cpu(), np.repeat(rows, repeat))
+        else:
+
+            def loss(predicted, rows):
+                return mse_loss(predicted.float().cpu(), targets[np.repeat(rows, repeat)])
+
+        def make_batch(rows: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+            windows = store.random_windows(
+                songs[np.repeat(rows, repeat)], frames=WINDOW_FRAMES, rng=rng
+            )
+            return torch.from_numpy(windows.astype(np.float32))
+
+        result = train_loop(
+            self.network_,
+            n_items=len(songs),
+            make_batch=make_batch,
+            objective=loss,
+            config=loop,
+            checkpoint=data.checkpoint,
+            identity={"model": config.to_dict(), "data": data.fingerprint()},
+        )
+        self.network_.eval()
+        report = fit_report(result)
+        if is_main_process():
+            rates = [r["items_per_s"] for r in result.history]
+            report["windows_per_s"] = round(repeat * float(np.median(rates)), 1) if rates else 0.0
+        self.fit_report_ = {"objective": config.objective, "precision": precision, **report}
+        return self
+
+    def predict(self, songs: Sequence[SongFeatures]) -> np.ndarray:
+        """Factors [shape=(len(songs), factors)] float32: each song's mean over its
+        consecutive 3 s windows of log-mel frames."""
+        frames = frames_of(songs, "mel")
+        return np.stack([predict_clip(self.network_, mel) for mel in frames]).astype(np.float32)
+
+    def save(self, folder: Path) -> None:
+        arrays = {
+            f"network.{k}": v.detach().cpu().numpy() for k, v in self.network_.state_dict().items()
+        }
+        save_model(
+            folder, self.name, self.config, arrays, {"network": self.network_config_.to_dict()}
+        )
+
+    @classmethod
+    def load(cls, folder: Path) -> CNN:
+        config, arrays, state = read_model_files(folder, CNNConfig)
+        model = cls(config)
+        model.network_config_ = NetworkConfig(**state["network"]).validate()
+        model.network_ = build_cnn(model.network_config_)
+        model.network_.load_state_dict(network_state(arrays))
+        model.network_.eval()
+        return model

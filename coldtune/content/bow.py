@@ -14,46 +14,28 @@ frequencies (counts divided by its frames, so clip length does not matter).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from coldtune.content.base import (
+    SongFeatures,
+    TrainingSet,
+    frames_of,
+    read_model_files,
+    save_model,
+)
+from coldtune.content.configs import BowConfig
 from coldtune.errors import ParameterError
-
-
-@dataclass(frozen=True)
-class BowConfig:
-    """Settings of the bag-of-words models, saved beside their predictions."""
-
-    words: int = 4000  # k-means codebook size (the paper's 4,000)
-    kmeans_iterations: int = 20
-    kmeans_restarts: int = 1  # k-means runs from other random starts; the best is kept
-    frames_per_song: int = 256  # frames of each warm song sampled to learn the codebook
-    variance: float = 0.95  # PCA keeps this share of the variance
-    alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)  # ridge candidates
-    validation_fraction: float = 0.1  # warm songs held out to choose alpha
-    seed: int = 0
-
-    def validate(self) -> BowConfig:
-        if self.words < 2:
-            raise ParameterError(f"words must be >= 2, got {self.words!r}")
-        if not 0 < self.variance <= 1:
-            raise ParameterError(f"variance must be in (0, 1], got {self.variance!r}")
-        if not 0 < self.validation_fraction < 1:
-            raise ParameterError(
-                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
-            )
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from coldtune.workspace import atomic_path
 
 
 class BagOfWords:
     """MFCC frames -> word frequencies [shape=(words,)], with a k-means codebook."""
 
     def __init__(self, config: BowConfig = BowConfig()):
-        self.config = config.validate()
+        self.config = config.validate().bow()
 
     def fit(self, songs_frames: list[np.ndarray]) -> BagOfWords:
         """Learn the standardisation and the codebook from frames [shape=(frames, dims)]."""
@@ -85,27 +67,36 @@ class BagOfWords:
         self.codebook_ = kmeans.centroids.copy()
         return self
 
-    # the settings that decide the codebook (PCA and ridge settings do not)
-    CODEBOOK_FIELDS = ("words", "kmeans_iterations", "kmeans_restarts", "frames_per_song", "seed")
-
     def save(self, path) -> None:
         """Write the standardisation and codebook (npz), atomically."""
-        from coldtune.workspace import atomic_path
-
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, mean=self.mean_, scale=self.scale_, codebook=self.codebook_)
+            np.savez(handle, **self.arrays(prefix=""))
+
+    def arrays(self, prefix: str = "bag.") -> dict[str, np.ndarray]:
+        return {
+            prefix + "mean": self.mean_,
+            prefix + "scale": self.scale_,
+            prefix + "codebook": self.codebook_,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, config: BowConfig, prefix: str = "bag.") -> BagOfWords:
+        bag = cls(config)
+        bag.mean_, bag.scale_ = arrays[prefix + "mean"], arrays[prefix + "scale"]
+        bag.codebook_ = arrays[prefix + "codebook"]
+        if bag.codebook_.shape[0] != bag.config.words:
+            raise ParameterError(
+                f"codebook has {bag.codebook_.shape[0]} words, config says {bag.config.words}"
+            )
+        return bag
 
     @classmethod
     def load(cls, path, config: BowConfig) -> BagOfWords:
-        bag = cls(config)
         with np.load(path, allow_pickle=False) as saved:
-            bag.mean_, bag.scale_ = saved["mean"], saved["scale"]
-            bag.codebook_ = saved["codebook"]
-        if bag.codebook_.shape[0] != config.words:
-            raise ParameterError(
-                f"{path}: codebook has {bag.codebook_.shape[0]} words, config says {config.words}"
-            )
-        return bag
+            try:
+                return cls.from_arrays(dict(saved), config, prefix="")
+            except ParameterError as error:
+                raise ParameterError(f"{path}: {error}") from None
 
     def transform(self, songs_frames: list[np.ndarray]) -> np.ndarray:
         """Word frequencies of each song [shape=(n_songs, words)]."""
@@ -175,6 +166,55 @@ class PCARidge:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return _affine(self._project(X), self.weights_).astype(np.float32)
 
+    def arrays(self, prefix: str = "ridge.") -> dict[str, np.ndarray]:
+        return {
+            prefix + "mean": self.pca_.mean_,
+            prefix + "components": self.pca_.components_,
+            prefix + "weights": self.weights_,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, config: BowConfig, prefix: str = "ridge.") -> PCARidge:
+        regression = cls(config)
+        regression.pca_ = PCA(config.variance)
+        regression.pca_.mean_ = arrays[prefix + "mean"]
+        regression.pca_.components_ = regression.components_ = arrays[prefix + "components"]
+        regression.weights_ = arrays[prefix + "weights"]
+        return regression
+
+
+class Whitening:
+    """Section 4.1's features for the torch models: word frequencies -> PCA keeping
+    `variance` -> each component scaled to unit variance on the warm songs (the
+    components differ in scale by orders; whitened, every one starts with equal weight)."""
+
+    def __init__(self, variance: float):
+        self.variance = variance
+
+    def fit(self, words: np.ndarray) -> Whitening:
+        self.pca_ = PCA(self.variance).fit(words)
+        self.scale_ = self.pca_.transform(words).std(axis=0) + 1e-8
+        return self
+
+    def transform(self, words: np.ndarray) -> np.ndarray:
+        return (self.pca_.transform(words) / self.scale_).astype(np.float32)
+
+    def arrays(self, prefix: str = "whitening.") -> dict[str, np.ndarray]:
+        return {
+            prefix + "mean": self.pca_.mean_,
+            prefix + "components": self.pca_.components_,
+            prefix + "scale": self.scale_,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, variance: float, prefix: str = "whitening.") -> Whitening:
+        whitening = cls(variance)
+        whitening.pca_ = PCA(variance)
+        whitening.pca_.mean_ = arrays[prefix + "mean"]
+        whitening.pca_.components_ = arrays[prefix + "components"]
+        whitening.scale_ = arrays[prefix + "scale"]
+        return whitening
+
 
 def _ridge(Z: np.ndarray, Y: np.ndarray, alpha: float) -> np.ndarray:
     """Weights [shape=(dims + 1, k)] of min ||[Z 1] W - Y||^2 + alpha ||W without bias||^2."""
@@ -186,3 +226,55 @@ def _ridge(Z: np.ndarray, Y: np.ndarray, alpha: float) -> np.ndarray:
 
 def _affine(Z: np.ndarray, W: np.ndarray) -> np.ndarray:
     return Z @ W[:-1] + W[-1]
+
+
+def bag_for(data: TrainingSet, config: BowConfig) -> tuple[BagOfWords, np.ndarray]:
+    """The training set's bag of words and its songs' word frequencies: the shared,
+    cached ones when `data.bow` has them, else learned here from the warm songs' MFCCs."""
+    if data.bow is not None:
+        return data.bow
+    frames = frames_of(data.songs(), "mfcc")
+    bag = BagOfWords(config).fit(frames)
+    return bag, bag.transform(frames)
+
+
+class BowLinear:
+    """`bow-linear`, section 4.1: MFCC frames -> words -> PCA (95%) -> ridge -> factors.
+
+    >>> model = BowLinear(BowConfig(words=500)).fit(training_set)
+    >>> model.predict([{"mfcc": frames}])  # [shape=(1, factors)]
+    """
+
+    name = "bow-linear"
+    reads = "mfcc"
+
+    def __init__(self, config: BowConfig = BowConfig()):
+        self.config = config
+
+    def fit(self, data: TrainingSet) -> BowLinear:
+        config = self.config.validate()
+        self.bag_, words = bag_for(data, config)
+        self.regression_ = PCARidge(config).fit(words, data.factors)
+        self.fit_report_ = {
+            "pca_components": int(self.regression_.components_.shape[0]),
+            "alpha": self.regression_.alpha_,
+            "validation_mse": self.regression_.validation_mse_,
+        }
+        return self
+
+    def predict(self, songs: Sequence[SongFeatures]) -> np.ndarray:
+        """Factors [shape=(len(songs), factors)] float32 of songs' MFCC frames."""
+        return self.regression_.predict(self.bag_.transform(frames_of(songs, "mfcc")))
+
+    def save(self, folder: Path) -> None:
+        arrays = self.bag_.arrays() | self.regression_.arrays()
+        save_model(folder, self.name, self.config, arrays, {"alpha": self.regression_.alpha_})
+
+    @classmethod
+    def load(cls, folder: Path) -> BowLinear:
+        config, arrays, state = read_model_files(folder, BowConfig)
+        model = cls(config)
+        model.bag_ = BagOfWords.from_arrays(arrays, config)
+        model.regression_ = PCARidge.from_arrays(arrays, config)
+        model.regression_.alpha_ = state.get("alpha")
+        return model

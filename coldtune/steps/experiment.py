@@ -14,10 +14,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 
-from coldtune import pipeline
+from coldtune import content
 from coldtune.cf.wmf import WMFConfig
 from coldtune.data.splits import SPLIT_PRESETS, SplitConfig
 from coldtune.errors import ParameterError
+from coldtune.eval.tables import markdown_table
+from coldtune.steps import evaluate as evaluate_step
+from coldtune.steps import plays as plays_step
+from coldtune.steps import train as train_step
+from coldtune.steps import wmf as wmf_step
 from coldtune.workspace import Workspace, atomic_path, write_json
 
 
@@ -27,17 +32,23 @@ class ModelRun:
 
     model: str
     options: tuple[tuple[str, object], ...] = ()
-    label: str = ""  # the paper's name of the row
+
+    def config(self, **defaults):
+        """The model's config: the registry's defaults, then `defaults`, then the run's."""
+        spec = content.spec(self.model)
+        accepted = spec.options()
+        given = {k: v for k, v in defaults.items() if k in accepted} | dict(self.options)
+        return content.make_config(self.model, **given)
 
     @property
     def row(self) -> str:
-        """The row's name in the results: bow-mlp and cnn name it by their settings."""
-        options = dict(self.options)
-        if self.model == "bow-mlp":
-            return f"bow-mlp-{options.get('objective', 'mse')}"
-        if self.model == "cnn":
-            return f"cnn-{options.get('architecture', 'paper')}-{options.get('objective', 'mse')}"
-        return self.model
+        """The row's name in the results (the registry's: bow-mlp-wpe, cnn-paper-mse)."""
+        return content.spec(self.model).row(self.config())
+
+    @property
+    def label(self) -> str:
+        """The paper's name of the row."""
+        return content.spec(self.model).row_label(self.config())
 
 
 @dataclass(frozen=True)
@@ -58,13 +69,13 @@ class ExperimentConfig:
 def _table2_models(**cnn) -> tuple[ModelRun, ...]:
     """The rows of Table 2 (plus metadata, section 1.1's reference, where tags exist)."""
     return (
-        ModelRun("bow-linear", label="linear regression"),
-        ModelRun("bow-mlp", (("objective", "mse"),), label="multilayer perceptron (MSE)"),
-        ModelRun("bow-mlp", (("objective", "wpe"),), label="multilayer perceptron (WPE)"),
-        ModelRun("mlr", label="metric learning to rank"),
-        ModelRun("cnn", (("objective", "mse"), *cnn.items()), label="convolutional net (MSE)"),
-        ModelRun("cnn", (("objective", "wpe"), *cnn.items()), label="convolutional net (WPE)"),
-        ModelRun("metadata", label="metadata (tags)"),
+        ModelRun("bow-linear"),
+        ModelRun("bow-mlp", (("objective", "mse"),)),
+        ModelRun("bow-mlp", (("objective", "wpe"),)),
+        ModelRun("mlr"),
+        ModelRun("cnn", (("objective", "mse"), *cnn.items())),
+        ModelRun("cnn", (("objective", "wpe"), *cnn.items())),
+        ModelRun("metadata"),
     )
 
 
@@ -86,14 +97,12 @@ EXPERIMENTS: dict[str, ExperimentConfig] = {
     ),
 }
 
-BOW_MODELS = ("bow-linear", "bow-mlp", "mlr")
-
 
 def experiment_config(preset: str, *, seed: int = 0, backend: str | None = None):
     if preset not in EXPERIMENTS:
         raise ParameterError(f"preset must be one of {', '.join(EXPERIMENTS)}, got {preset!r}")
     config = EXPERIMENTS[preset]
-    wmf = replace(config.wmf, random_state=seed, **({"backend": backend} if backend else {}))
+    wmf = replace(config.wmf, seed=seed, **({"backend": backend} if backend else {}))
     return replace(config, split=replace(config.split, seed=seed), wmf=wmf)
 
 
@@ -121,41 +130,39 @@ def run_experiment(
     on_note: Callable[[str], None] = lambda _message: None,
 ) -> dict:
     """Split, WMF, every model that the workspace has data for, evaluation, the table."""
-    from coldtune.models import train
-
     stages = stages or Stages()
     with stages("split"):
-        split = pipeline.make_split(workspace, config.split)
+        split = plays_step.split(workspace, config.split)
     on_note(
         f"{len(split.users):,} users, {len(split.warm_songs):,} warm and "
         f"{len(split.cold_songs):,} cold songs"
     )
     with stages(f"WMF, {config.wmf.factors} factors ({config.wmf.backend})"):
-        fitted = pipeline.fit_wmf(workspace, config.wmf)
+        fitted = wmf_step.fit(workspace, config.wmf)
     on_note(f"objective {fitted.model.objective_[0]:.6g} -> {fitted.model.objective_[-1]:.6g}")
 
     has_audio = (workspace.features_dir / "config.json").exists()
-    has_tags = (workspace.root / "tags" / "tags.parquet").exists()
+    has_tags = workspace.tags_path.exists()
     words = config.words or int(min(config.max_words, max(16, len(split.warm_songs) // 2)))
     rows, skipped = [], []
     for run in config.models:
-        if run.model == "metadata" and not has_tags:
+        reads = content.spec(run.model).reads
+        if reads == "tags" and not has_tags:
             skipped.append((run.row, "no tags in the workspace (coldtune tags ingest)"))
             continue
-        if run.model != "metadata" and not has_audio:
+        if reads != "tags" and not has_audio:
             skipped.append((run.row, "no feature store (coldtune audio extract)"))
             continue
-        options = dict(run.options)
-        if run.model in BOW_MODELS:
-            options.setdefault("words", words)
+        # every bag-of-words model shares one codebook size (and so one cached codebook)
+        model_config = run.config(words=words)
         with stages(f"{run.row}: {run.label}"):
-            report = train(workspace, run.model, **options)
+            report = train_step.run(workspace, run.model, model_config)
         on_note(_describe(report))
         rows.append(run.row)
     for row, why in skipped:
         on_note(f"skipped {row}: {why}")
     with stages("evaluate"):
-        results = pipeline.evaluate(workspace, k=config.k, models=rows)
+        results = evaluate_step.evaluate(workspace, k=config.k, models=rows)
     # Table 2's order: random, the models as the preset lists them, the upper bound
     order = {name: i for i, name in enumerate(["random", *rows, "upper bound"])}
     results["rows"].sort(key=lambda row: order.get(row["model"], len(order)))
@@ -190,22 +197,19 @@ PAPER_LABELS = {"random": "random", "upper bound": "upper bound (WMF on the cold
 def experiment_markdown(results: dict) -> str:
     """Table 2's layout: model, mAP@k, AUC; the sizes above, stage times below."""
     labels = {**PAPER_LABELS, **results.get("labels", {})}
-    lines = [
-        f"## {results['title']}",
-        "",
+    rows = [
+        [row["model"], labels.get(row["model"], ""), f"{row['map']:.5f}", f"{row['auc']:.5f}"]
+        for row in results["rows"]
+    ]
+    rows += [[s["model"], f"not run: {s['why']}", "", ""] for s in results.get("skipped", [])]
+    text = (
+        f"## {results['title']}\n\n"
         f"{results['n_users_evaluated']:,} users evaluated (of {results['n_users']:,}), "
         f"{results['n_songs']:,} songs of which {results['n_cold_songs']:,} cold, "
-        f"{results['factors']} factors.",
-        "",
-        f"| Model | | mAP@{results['k']} | AUC |",
-        "| --- | --- | ---: | ---: |",
-    ]
-    for row in results["rows"]:
-        label = labels.get(row["model"], "")
-        lines.append(f"| {row['model']} | {label} | {row['map']:.5f} | {row['auc']:.5f} |")
-    for skipped in results.get("skipped", []):
-        lines.append(f"| {skipped['model']} | not run: {skipped['why']} | | |")
+        f"{results['factors']} factors.\n\n"
+        + markdown_table(["Model", "", f"mAP@{results['k']}", "AUC"], rows, numeric={2, 3})
+    )
     if results.get("stages"):
-        lines += ["", "| Stage | Seconds |", "| --- | ---: |"]
-        lines += [f"| {name} | {seconds:.1f} |" for name, seconds in results["stages"].items()]
-    return "\n".join(lines) + "\n"
+        stage_rows = [[name, f"{seconds:.1f}"] for name, seconds in results["stages"].items()]
+        text += "\n" + markdown_table(["Stage", "Seconds"], stage_rows, numeric={1})
+    return text

@@ -1,0 +1,222 @@
+"""Loading a workspace's catalogue: the one step `similar`, `recommend`, `embed`, the
+map, the report and the service share. The `Catalogue` it builds only answers."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from coldtune import content
+from coldtune.audio.store import ExtractConfig, FeatureStore, _read_indexes
+from coldtune.catalogue import Catalogue, ClipModel, check_id, search_texts
+from coldtune.content.base import WEIGHTS, stored_songs
+from coldtune.data.ids import IdMap
+from coldtune.data.plays import load_interactions
+from coldtune.data.splits import load_split
+from coldtune.errors import WorkspaceError
+from coldtune.steps.wmf import load_wmf
+from coldtune.threads import one_thread
+from coldtune.workspace import Workspace, atomic_path, fingerprint, read_json
+
+
+def load_catalogue(
+    workspace: Workspace, *, model: str | None = None, on_progress=None
+) -> Catalogue:
+    """The split's songs (warm, then cold, each in column order) and users (WMF's row
+    order), WMF's factors, the cold songs folded in from their held-out plays (shown
+    as "usage", never used to recommend) and clip model `model`'s predictions (default:
+    `choose_clip_model`'s), cached beside the model."""
+    interactions = load_interactions(workspace)
+    split = load_split(workspace, interactions)
+    wmf = load_wmf(workspace, split=split)
+    columns = np.concatenate([split.warm_songs, split.cold_songs])
+    n_users, n_warm, n_cold = len(split.users), len(split.warm_songs), len(split.cold_songs)
+    plays = interactions.matrix[split.users]
+    training_plays = sp.hstack(
+        [plays[:, split.warm_songs], sp.csr_matrix((n_users, n_cold))]
+    ).tocsr()
+    held_out_plays = sp.hstack([sp.csr_matrix((n_users, n_warm)), plays[:, split.cold_songs]])
+    folded = wmf.fold_in_songs(split.cold_plays(interactions.matrix))
+    song_ids = np.asarray(interactions.song_ids[columns], dtype=str)
+    clip_model = load_clip_model(workspace, choose_clip_model(workspace, model))
+    return Catalogue(
+        song_ids=song_ids,
+        cold=np.arange(len(columns)) >= n_warm,
+        user_ids=interactions.user_ids[split.users],
+        user_factors=wmf.user_factors_,
+        usage_factors=np.vstack([wmf.song_factors_, folded]),
+        predicted_factors=catalogue_predictions(
+            workspace, clip_model, song_ids, on_progress=on_progress
+        ),
+        training_plays=training_plays,
+        held_out_plays=held_out_plays.tocsr(),
+        clip_model=clip_model,
+        metadata=song_metadata(workspace),
+        clips=clip_paths(workspace),
+        source=str(workspace.root),
+    )
+
+
+METADATA_FILES = ("songs.csv", "world/tracks.csv", "unique_tracks.txt", "world/unique_tracks.txt")
+"""Where a workspace may keep artists and titles, first found wins: a CSV with columns
+song_id, artist, title (the demo world's tracks.csv is one), or the MSD's
+unique_tracks.txt (track<SEP>song<SEP>artist<SEP>title)."""
+
+
+def song_metadata(workspace: Workspace) -> dict[str, tuple[str, str]]:
+    """song id -> (artist, title) from the first file of METADATA_FILES found; empty if
+    the workspace has none (songs are then shown by id)."""
+    for name in METADATA_FILES:
+        path = workspace.root / name
+        if not path.is_file():
+            continue
+        found: dict[str, tuple[str, str]] = {}
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            if path.suffix == ".csv":
+                reader = csv.DictReader(handle)
+                missing = {"song_id", "artist", "title"} - set(reader.fieldnames or ())
+                if missing:
+                    raise WorkspaceError(
+                        f"{path}: needs columns song_id, artist, title; missing "
+                        f"{', '.join(sorted(missing))}"
+                    )
+                for row in reader:
+                    found.setdefault(row["song_id"], (row["artist"], row["title"]))
+            else:
+                for line in handle:
+                    parts = line.rstrip("\n").split("<SEP>")
+                    if len(parts) == 4:
+                        found.setdefault(parts[1], (parts[2], parts[3]))
+        return found
+    return {}
+
+
+def clip_paths(workspace: Workspace) -> dict[str, Path]:
+    """song id -> its audio file, for playing it: the demo world's manifest if there is
+    one, else the paths the feature store was extracted from (those that still exist)."""
+    manifest = workspace.root / "world" / "clips.csv"
+    if manifest.is_file():
+        with open(manifest, newline="") as handle:
+            return {row["song_id"]: manifest.parent / row["path"] for row in csv.DictReader(handle)}
+
+    index = _read_indexes(workspace.features_dir / "shards")
+    index = index.filter(pc.is_null(index["reason"]))
+    found = {}
+    for song, path in zip(index["song_id"].to_pylist(), index["path"].to_pylist(), strict=True):
+        candidate = Path(path)  # absolute, or relative to where `extract` ran
+        if candidate.is_file():
+            found[song] = candidate
+    return found
+
+
+def clip_models(workspace: Workspace) -> list[str]:
+    """Content models of the workspace that predict factors from a clip (every saved
+    model that reads audio), in the order a default is chosen: the CNNs of section 4.2
+    (the paper's proposal for new songs) first, then the others; within each, best
+    cold-start AUC first when the results table exists, else by name."""
+    root = workspace.models_root
+    names = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        name = content.saved_model_name(folder)
+        if name is not None and content.spec(name).reads != "tags":
+            names.append((name, folder.name))
+    auc: dict[str, float] = {}
+    results = workspace.results_dir / "evaluation.json"
+    if results.exists():
+        auc = {row["model"]: row["auc"] for row in read_json(results, what="", hint="")["rows"]}
+    names.sort(key=lambda found: (found[0] != "cnn", -auc.get(found[1], -1.0), found[1]))
+    return [folder for _, folder in names]
+
+
+def choose_clip_model(workspace: Workspace, model: str | None = None) -> str:
+    available = clip_models(workspace)
+    if model is not None:
+        check_id(model, what="model")
+        if model not in available:
+            raise WorkspaceError(
+                f"{workspace.models_dir(model)}: no clip model named {model!r} (a content "
+                f"model that reads audio); available: {', '.join(available) or 'none'}"
+            )
+        return model
+    if not available:
+        raise WorkspaceError(
+            f"{workspace.models_root}: no model that predicts factors from a clip; "
+            "train one with `coldtune train cnn --workspace W` (or bow-linear, bow-mlp, mlr)"
+        )
+    return available[0]
+
+
+def catalogue_predictions(
+    workspace: Workspace, model: ClipModel, song_ids: np.ndarray, *, on_progress=None
+) -> np.ndarray:
+    """The clip model's factors for `song_ids` [shape=(n, k)], NaN for songs without
+    audio; cached in W/models/NAME/catalogue.npz, keyed by the weights and the store."""
+    store = FeatureStore(workspace.features_dir)
+    key = fingerprint([model.folder / WEIGHTS], store=store.fingerprint())
+    cache = model.folder / "catalogue.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as saved:
+            if str(saved["key"]) == key:
+                index = IdMap(saved["song_ids"])
+                if not index.missing(song_ids):
+                    return saved["factors"][index.rows(song_ids)]
+    present = [i for i, song in enumerate(song_ids) if song in store]
+    factors = None
+    with one_thread():
+        for lo in range(0, max(len(present), 1), 64):
+            rows = present[lo : lo + 64]
+            if not rows:
+                break
+            predicted = model.predict_songs(stored_songs(store, [song_ids[i] for i in rows]))
+            if factors is None:
+                factors = np.full((len(song_ids), predicted.shape[1]), np.nan, np.float32)
+            factors[rows] = predicted
+            if on_progress is not None:
+                on_progress(lo + len(rows), len(present))
+    if factors is None:
+        raise WorkspaceError(f"{store.root}: none of the songs has audio features")
+    with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle, key=np.array(key), song_ids=np.asarray(song_ids, dtype=str), factors=factors
+        )
+    return factors
+
+
+def inputs_key(workspace: Workspace, model: str) -> str:
+    """A digest of the artefacts the analyses read (split, WMF, tags, the clip model's
+    weights, the feature store): saved with tags.json and map.json, so the report knows
+    whether they are current."""
+    paths = [
+        workspace.split_path,
+        workspace.wmf_dir / "factors.npz",
+        workspace.tags_path,
+        workspace.models_dir(model) / WEIGHTS,
+        *sorted((workspace.features_dir / "shards").glob("*.parquet")),
+    ]
+    return fingerprint(paths, root=workspace.root, model=model)
+
+
+def load_clip_model(workspace: Workspace, name: str) -> ClipModel:
+    """The content model saved in W/models/NAME, with the feature store's settings."""
+    folder = workspace.models_dir(name)
+    extract_config = ExtractConfig.from_dict(
+        read_json(
+            workspace.features_dir / "config.json",
+            what="feature store",
+            hint="run `coldtune audio extract` first",
+        )
+    )
+    return ClipModel(name, content.load(folder), extract_config, folder)
+
+
+def search(workspace: Workspace, query: str, *, n: int = 20) -> list[tuple[str, str, str]]:
+    """`coldtune search`: (song id, artist, title) of the songs whose artist, title or
+    id has every word of `query`, from the workspace's metadata alone (nothing else is
+    loaded, so it answers at once)."""
+    found = list(song_metadata(workspace).items())
+    texts = [f"{artist} {title} {song}".lower() for song, (artist, title) in found]
+    return [(found[i][0], *found[i][1]) for i in search_texts(texts, query, n=n)]

@@ -1,0 +1,216 @@
+"""Content models as estimators: fit on warm songs, save, load in another process,
+predict a new clip's factors; configs round-trip through JSON; loading runs no pickle."""
+
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from coldtune import content
+from coldtune.cf.algebra import confidence
+from coldtune.content.base import TrainingSet
+from coldtune.content.bow import PCA, PCARidge, _ridge
+from coldtune.content.configs import BowConfig
+from coldtune.errors import ParameterError, WorkspaceError
+
+N_MELS, N_MFCC3, FRAMES = 16, 39, 300
+
+
+class Store:
+    """A feature store in memory: every song's log-mel and MFCC frames."""
+
+    def __init__(self, rng, song_ids, factors):
+        self.mel, self.mfcc = {}, {}
+        for song, y in zip(song_ids, factors, strict=True):
+            # frames whose level follows the song's first factor, so audio tells something
+            self.mel[song] = (rng.standard_normal((FRAMES, N_MELS)) + 3 * y[0]).astype(np.float16)
+            self.mfcc[song] = (rng.standard_normal((FRAMES, N_MFCC3)) + 3 * y[0]).astype(np.float32)
+
+    def song(self, song_id, kind="mel"):
+        return (self.mel if kind == "mel" else self.mfcc)[song_id]
+
+    def width(self, kind="mel"):
+        return N_MELS if kind == "mel" else N_MFCC3
+
+    def random_windows(self, song_ids, *, frames, rng):
+        starts = rng.integers(0, FRAMES - frames + 1, len(song_ids))
+        return np.stack(
+            [self.mel[s][a : a + frames] for s, a in zip(song_ids, starts, strict=True)]
+        )
+
+
+@pytest.fixture(scope="module")
+def world():
+    rng = np.random.default_rng(0)
+    n_songs, n_users, k = 40, 30, 3
+    songs = np.array([f"SO{i:04d}" for i in range(n_songs)])
+    factors = rng.standard_normal((n_songs, k)).astype(np.float32)
+    users = rng.standard_normal((n_users, k)).astype(np.float32)
+    plays = sp.random(n_users, n_songs, density=0.3, random_state=1, format="csr")
+    plays.data[:] = 1 + np.floor(5 * plays.data)
+    # each song's tags: two of six, by the sign of its factors
+    tags = {
+        song: {f"tag{int(y[0] > 0)}": 100.0, f"tag{2 + int(y[1] > 0)}": 50.0}
+        for song, y in zip(songs, factors, strict=True)
+    }
+    store = Store(rng, songs, factors)
+    data = TrainingSet(
+        song_ids=songs,
+        factors=factors,
+        user_factors=users,
+        confidence=confidence(plays, alpha=2.0, epsilon=1.0),
+        features=store,
+        tags=tags,
+    )
+    return data, store
+
+
+SMALL = {
+    "bow-linear": {"words": 8, "kmeans_iterations": 5},
+    "bow-mlp": {"words": 8, "kmeans_iterations": 5, "hidden": 16, "max_epochs": 3},
+    "mlr": {"words": 8, "kmeans_iterations": 5, "dims": 4, "neighbours": 3, "max_epochs": 3},
+    "cnn": {"max_epochs": 1, "batch_size": 8, "precision": "fp32"},
+    "metadata": {"vocabulary": 10},
+}
+
+
+@pytest.mark.parametrize("name", list(content.CONTENT_MODELS))
+def test_fit_save_load_in_another_process_and_predict_a_new_clip(world, tmp_path, name):
+    data, store = world
+    model = content.make(name, **SMALL[name]).fit(data)
+    rng = np.random.default_rng(5)
+    clip = {
+        "mel": rng.standard_normal((FRAMES, N_MELS)).astype(np.float16),
+        "mfcc": rng.standard_normal((FRAMES, N_MFCC3)).astype(np.float32),
+        "tags": {"tag1": 100.0, "tag3": 50.0},
+    }
+    here = model.predict([clip])
+    k = 4 if name == "mlr" else data.factors.shape[1]  # mlr predicts L x in its own space
+    assert here.shape == (1, k) and np.isfinite(here).all()
+    model.save(tmp_path / name)
+    saved = json.loads((tmp_path / name / "config.json").read_text())
+    assert saved["model"] == name
+    assert (tmp_path / name / "weights.safetensors").exists()
+    assert not list((tmp_path / name).glob("*.pt")) and not list((tmp_path / name).glob("*.pkl"))
+    np.save(tmp_path / "clip_mel.npy", clip["mel"])
+    np.save(tmp_path / "clip_mfcc.npy", clip["mfcc"])
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from coldtune import content
+        folder = {str(tmp_path)!r}
+        clip = {{"mel": np.load(folder + "/clip_mel.npy"),
+                 "mfcc": np.load(folder + "/clip_mfcc.npy"),
+                 "tags": {{"tag1": 100.0, "tag3": 50.0}}}}
+        model = content.load(folder + "/{name}")
+        np.save(folder + "/there.npy", model.predict([clip]))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    there = np.load(tmp_path / "there.npy")
+    np.testing.assert_allclose(there, here, rtol=1e-5, atol=1e-6)
+
+
+def test_every_config_round_trips_through_json():
+    for spec in content.CONTENT_MODELS.values():
+        config = spec.config().validate()
+        again = spec.config.from_dict(json.loads(json.dumps(config.to_dict())))
+        assert again == config, spec.name
+    with pytest.raises(ParameterError, match="has no setting 'hidden'"):
+        content.spec("cnn").config.from_dict({"hidden": 3})
+
+
+def test_the_registry_names_each_row_and_its_label():
+    bow_mlp, cnn = content.spec("bow-mlp"), content.spec("cnn")
+    assert bow_mlp.row(bow_mlp.config(objective="wpe")) == "bow-mlp-wpe"
+    assert cnn.row(cnn.config(architecture="global-pooling")) == "cnn-global-pooling-mse"
+    assert cnn.row_label(cnn.config(objective="wpe")) == "convolutional net (WPE)"
+    assert [content.table_order(r)[0] for r in ("bow-linear", "cnn-paper-mse", "zzz")] == [0, 3, 5]
+    with pytest.raises(
+        ParameterError, match="--hidden does not apply to cnn; it takes .*--architecture"
+    ):
+        content.make_config("cnn", hidden=5)
+
+
+def test_the_metadata_model_recovers_factors_linear_in_its_tags(world):
+    data, _ = world
+    rng = np.random.default_rng(2)
+    weights = {f"tag{j}": rng.standard_normal(3) for j in range(4)}
+    factors = np.array(
+        [sum(w / 100 * weights[t] for t, w in data.tags[s].items()) for s in data.song_ids]
+    ).astype(np.float32)
+    exact = TrainingSet(song_ids=data.song_ids, factors=factors, tags=data.tags)
+    model = content.make("metadata", alphas=(1e-6,)).fit(exact)
+    predicted = model.predict([{"tags": data.tags[s]} for s in data.song_ids])
+    np.testing.assert_allclose(predicted, factors, atol=1e-3)
+    assert model.predict([{"tags": {}}]).shape == (1, 3)  # no tags: the bias, the mean
+
+
+def test_loading_never_runs_a_pickle(world, tmp_path):
+    data, _ = world
+    folder = tmp_path / "m"
+    content.make("bow-linear", **SMALL["bow-linear"]).fit(data).save(folder)
+
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    (folder / "weights.safetensors").write_bytes(pickle.dumps(Boom()))
+    from safetensors import SafetensorError
+
+    with pytest.raises(SafetensorError):  # not a safetensors header: refused, never unpickled
+        content.load(folder)
+    assert not (tmp_path / "ran").exists()
+    (folder / "config.json").write_text(json.dumps({"model": "evil", "config": {}}))
+    with pytest.raises(WorkspaceError, match="not a content model's config"):
+        content.load(folder)
+
+
+def test_a_checkpoint_is_read_without_running_code(tmp_path):
+    import torch
+
+    from coldtune.content.training import TrainConfig, train_loop
+
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"stamp": Boom()}, checkpoint)
+    net = torch.nn.Linear(2, 1)
+    features = torch.randn(20, 2)
+    result = train_loop(
+        net,
+        n_items=20,
+        make_batch=lambda rows, _rng: features[rows],
+        objective=lambda predicted, rows: predicted.square().mean(),
+        config=TrainConfig(max_epochs=1),
+        checkpoint=checkpoint,
+    )
+    assert result.resumed_from_epoch == 0 and not (tmp_path / "ran").exists()
+
+
+def test_pca_and_ridge_equal_scikit_learns(rng):
+    from sklearn.decomposition import PCA as SkPCA
+    from sklearn.linear_model import Ridge
+
+    X = rng.standard_normal((80, 12)) @ rng.standard_normal((12, 12))
+    Y = rng.standard_normal((80, 3))
+    ours = PCA(0.9).fit(X)
+    theirs = SkPCA(n_components=0.9, svd_solver="full").fit(X)
+    assert ours.components_.shape == theirs.components_.shape
+    # components agree up to sign
+    signs = np.sign(np.sum(ours.components_ * theirs.components_, axis=1))[:, None]
+    np.testing.assert_allclose(ours.components_, signs * theirs.components_, atol=1e-8)
+    np.testing.assert_allclose(ours.transform(X), theirs.transform(X) * signs.T, atol=1e-8)
+    W = _ridge(X, Y, 3.0)
+    sk = Ridge(alpha=3.0).fit(X, Y)
+    np.testing.assert_allclose(W[:-1], sk.coef_.T, atol=1e-8)
+    np.testing.assert_allclose(W[-1], sk.intercept_, atol=1e-8)
+    regression = PCARidge(BowConfig(variance=1.0, alphas=(3.0,))).fit(X, Y)
+    np.testing.assert_allclose(regression.predict(X), sk.predict(X), atol=1e-4)
