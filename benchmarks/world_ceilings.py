@@ -120,7 +120,7 @@ def main() -> None:
         world_dir = Path(folder)
         tracks = build._tracks_table(plan)
         pacsv.write_csv(pa.table(tracks), world_dir / "tracks.csv")
-        build._write_tags(world_dir, plan, tracks, simulated, config.seed)
+        build._write_tags(world_dir, plan, tracks, config.seed)
         listeners_per_song = np.diff(plays.tocsc().indptr)
         rho = stats.spearmanr(tag_counts(world_dir, plan), listeners_per_song).statistic
         print(f"# Spearman(number of tags, number of listeners) = {rho:+.3f}")

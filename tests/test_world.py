@@ -140,6 +140,37 @@ def test_a_second_build_is_instant_and_the_same_seed_gives_the_same_world(small_
         build_world(world, world_config("small", seed=1))
 
 
+def test_which_tags_a_song_carries_does_not_follow_its_listeners(small_world, tmp_path):
+    """Tags stand for editorial metadata: how many a song has is not a sign of its plays
+    (else the metadata row would read the cold songs' popularity)."""
+    from scipy import stats
+
+    world, _ = small_world
+    tracks = read_tracks(world)
+    n_tags = []
+    for track in tracks:
+        tid = track["track_id"]
+        record = json.loads(
+            (world / "lastfm" / tid[2] / tid[3] / tid[4] / f"{tid}.json").read_text()
+        )
+        n_tags.append(len(record["tags"]))
+    plays = read_plays(world / "train_triplets.txt")
+    listeners = dict(zip(plays.song_ids, np.diff(plays.matrix.tocsc().indptr), strict=True))
+    rho = stats.spearmanr(n_tags, [listeners[t["song_id"]] for t in tracks]).statistic
+    # 150 songs: under independence rho has a standard error of 1 / sqrt(149) = 0.08;
+    # tags drawn by listener percentile, as before, gave +0.8
+    assert abs(rho) < 0.3, rho
+    assert 0.5 < np.mean(n_tags) / 9 < 0.8 and min(n_tags) < max(n_tags)
+
+    # the same songs with other listeners: other plays, every tag file the same
+    copy = tmp_path / "other-listeners"
+    shutil.copytree(world / "clips", copy / "clips", copy_function=os.link)
+    build_world(copy, world_config("small", seed=0, audio_share=0.2))
+    assert (copy / "train_triplets.txt").read_bytes() != (world / "train_triplets.txt").read_bytes()
+    for path in (world / "lastfm").rglob("*.json"):
+        assert (copy / path.relative_to(world)).read_bytes() == path.read_bytes(), path
+
+
 def test_rendering_is_deterministic(tmp_path):
     piece = corpus.parse_piece(corpus.list_pieces("ryansMammoth")[3])
     rendering = Rendering(program=40, bpm=180, transpose=0, velocity=80, level=0.8)

@@ -588,7 +588,7 @@ def build_world(
                 for s, t in zip(song_ids, track_ids, strict=True)
             )
         )
-    _write_tags(out, plan, tracks, listeners, config.seed)
+    _write_tags(out, plan, tracks, config.seed)
     _write_hidden(out / "hidden", listeners, song_ids, artists, artist_of)
     with atomic_path(out / "unusable_pieces.tsv") as tmp:
         tmp.write_text(
@@ -662,19 +662,23 @@ def _write_triplets(path: Path, plays, user_ids, song_ids) -> None:
             handle.write(f"{user_ids[r]}\t{song_ids[c]}\t{int(v)}\n")
 
 
-def _write_tags(out: Path, plan: SongPlan, tracks: dict, listeners, seed: int) -> None:
-    """Tags in the Last.fm dataset's layout, from the real metadata. Like Last.fm's,
-    they are sparse: popular songs carry more tags, and some songs none at all."""
-    pieces, artists, artist_of, track_ids = (
-        plan.pieces,
-        plan.artists,
-        plan.artist_of,
-        plan.track_ids,
-    )
-    tempo_class = plan.attributes["tempo_class"]
+TAG_COVERAGE = (2.0, 1.0)
+"""Beta(a, b) of a song's editorial coverage: the chance that each of its tags was
+written down (mean 2/3). It stands for how thoroughly a label or an editor described
+the song, and is drawn from nothing else: not from its plays, nor its popularity."""
+
+
+def draw_tags(plan: SongPlan, tracks: dict, seed: int) -> list[list[list]]:
+    """Each song's tags, [[tag, weight 0-100], ...] by weight, from its real metadata.
+
+    Like Last.fm's they are sparse (about 2% of songs have none), but which tags a song
+    carries depends on its coverage (TAG_COVERAGE) alone, never on its listeners: a
+    metadata model reading the tags of cold songs learns nothing of their plays.
+    """
+    pieces, artists, artist_of = plan.pieces, plan.artists, plan.artist_of
     rng = np.random.default_rng([seed, 4])
-    listeners_per_song = np.diff(listeners.plays.tocsc().indptr)
-    percentile = np.argsort(np.argsort(listeners_per_song)) / max(1, len(pieces) - 1)
+    coverage = rng.beta(*TAG_COVERAGE, len(pieces))
+    songs = []
     for i, piece in enumerate(pieces):
         artist = artists[artist_of[i]]
         candidates = [
@@ -683,18 +687,26 @@ def _write_tags(out: Path, plan: SongPlan, tracks: dict, listeners, seed: int) -
             (piece.region, int(rng.integers(30, 81))),
             (artist.instrument, int(rng.integers(20, 61))),
             (artist.family, int(rng.integers(10, 41))),
-            (str(tempo_class[i]), int(rng.integers(10, 41))),
+            (str(plan.attributes["tempo_class"][i]), int(rng.integers(10, 41))),
             (piece.mode, int(rng.integers(10, 31))),
             (piece.meter, int(rng.integers(5, 21))),
             (tracks["collection"][i].lower(), int(rng.integers(20, 51))),
         ]
-        keep = rng.random(len(candidates)) < 0.3 + 0.7 * percentile[i]
+        keep = rng.random(len(candidates)) < coverage[i]
         tags = [[tag, weight] for (tag, weight), k in zip(candidates, keep, strict=True) if k]
+        songs.append(sorted(tags, key=lambda t: -t[1]))
+    return songs
+
+
+def _write_tags(out: Path, plan: SongPlan, tracks: dict, seed: int) -> None:
+    """Tags in the Last.fm dataset's layout: one JSON file per track (draw_tags)."""
+    track_ids = plan.track_ids
+    for i, tags in enumerate(draw_tags(plan, tracks, seed)):
         record = {
-            "artist": artist.name,
+            "artist": plan.artists[plan.artist_of[i]].name,
             "timestamp": "2011-08-15 09:00:00.000000",
             "similars": [],
-            "tags": sorted(tags, key=lambda t: -t[1]),
+            "tags": tags,
             "track_id": track_ids[i],
             "title": tracks["title"][i],
         }
