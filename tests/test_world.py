@@ -17,6 +17,7 @@ from conftest import SMALL_SONGS, SMALL_USERS
 from coldtune import read_plays
 from coldtune.audio.decode import decode_clip
 from coldtune.audio.features import mfcc
+from coldtune.errors import ParameterError
 from coldtune.world import corpus
 from coldtune.world.build import INSTRUMENTS, build_world, msd_id, world_config
 from coldtune.world.listeners import AUDIO_ATTRIBUTES, ListenerConfig, simulate_listeners
@@ -223,7 +224,7 @@ def test_demo_runs_every_step_on_the_small_world(small_demo):
 def synthetic_songs(rng, n_songs=3000, n_artists=300):
     songs = {
         a: rng.integers(0, k, n_songs)
-        for a, k in zip(AUDIO_ATTRIBUTES, (6, 12, 8, 3, 2), strict=True)
+        for a, k in zip(AUDIO_ATTRIBUTES, (6, 8, 12, 5, 3, 2, 3), strict=True)
     }
     songs["artist"] = rng.integers(0, n_artists, n_songs)
     return songs
@@ -255,6 +256,32 @@ def test_audio_share_sets_how_much_audio_explains(rng):
 
     assert audible_agreement(1.0) > audible_agreement(0.5) > audible_agreement(0.0)
     assert audible_agreement(0.0) == pytest.approx(1.0, abs=0.15)
+
+
+def test_taste_shares_set_which_attributes_listeners_follow(rng):
+    songs = synthetic_songs(rng)
+
+    def agreement(result, attribute):
+        # how much more than chance users play songs of the values they like
+        taste = result.hidden_users[f"taste_{attribute}"]  # (users, values)
+        plays = result.plays.tocoo()
+        return taste[plays.row, songs[attribute][plays.col]].mean() / taste.mean()
+
+    def simulate(shares):
+        config = ListenerConfig(users=800, audio_share=1.0, taste_shares=shares)
+        return simulate_listeners(songs, config, np.random.default_rng(5))
+
+    only_tempo = simulate(dict.fromkeys(AUDIO_ATTRIBUTES, 0.0) | {"tempo_class": 1.0})
+    assert agreement(only_tempo, "tempo_class") > 1.5
+    assert agreement(only_tempo, "style") == pytest.approx(1.0, abs=0.1)
+    shared = simulate({"tempo_class": 0.5, "style": 0.5})
+    assert agreement(shared, "tempo_class") > 1.2 and agreement(shared, "style") > 1.2
+    with pytest.raises(ParameterError, match="sum to 1"):
+        ListenerConfig(taste_shares={"style": 0.5}).validate()
+    with pytest.raises(ParameterError, match="songs lack the attributes"):
+        simulate_listeners(
+            songs, ListenerConfig(users=10, taste_shares={"colour": 1.0}), np.random.default_rng(0)
+        )
 
 
 def test_same_seed_same_plays_other_seed_other_plays():

@@ -52,7 +52,7 @@ from coldtune.world.corpus import (
     list_pieces,
     parse_piece,
 )
-from coldtune.world.listeners import AUDIO_ATTRIBUTES, ListenerConfig, simulate_listeners
+from coldtune.world.listeners import ListenerConfig, simulate_listeners
 from coldtune.world.render import BATCH, ClipJob, Rendering, render_clips
 
 # Share of songs from each collection; more than a collection holds goes to the others.
@@ -497,7 +497,8 @@ def meter_class(meter: str) -> str:
 def listener_codes(plan: SongPlan, config: ListenerConfig) -> dict[str, np.ndarray]:
     """What simulate_listeners takes: integer codes of each taste attribute, and artist."""
     codes = {
-        name: np.unique(plan.attributes[name], return_inverse=True)[1] for name in AUDIO_ATTRIBUTES
+        name: np.unique(plan.attributes[name], return_inverse=True)[1]
+        for name in config.taste_shares
     }
     codes["artist"] = plan.artist_of
     return codes
@@ -589,7 +590,9 @@ def build_world(
             )
         )
     _write_tags(out, plan, tracks, config.seed)
-    _write_hidden(out / "hidden", listeners, song_ids, artists, artist_of)
+    _write_hidden(
+        out / "hidden", listeners, song_ids, artists, artist_of, config.listeners.taste_shares
+    )
     with atomic_path(out / "unusable_pieces.tsv") as tmp:
         tmp.write_text(
             "collection\tpiece\treason\n"
@@ -716,7 +719,7 @@ def _write_tags(out: Path, plan: SongPlan, tracks: dict, seed: int) -> None:
             tmp.write_text(json.dumps(record))
 
 
-def _write_hidden(folder: Path, listeners, song_ids, artists, artist_of) -> None:
+def _write_hidden(folder: Path, listeners, song_ids, artists, artist_of, taste_shares) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "README.txt").write_text(
         "The simulation's hidden variables, for diagnostics only. No model, no training\n"
@@ -729,5 +732,4 @@ def _write_hidden(folder: Path, listeners, song_ids, artists, artist_of) -> None
         pacsv.write_csv(pa.table(columns), tmp)
     with atomic_path(folder / "artists.json") as tmp:
         tmp.write_text(json.dumps([asdict(a) for a in artists], indent=1))
-    attributes = {name: AUDIO_ATTRIBUTES for name in ("audio_attributes",)}
-    write_json(folder / "attributes.json", attributes)
+    write_json(folder / "attributes.json", {"taste_shares": taste_shares})
