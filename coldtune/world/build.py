@@ -11,7 +11,9 @@ Output folder:
 
     train_triplets.txt      user<TAB>song<TAB>count, the Taste Profile's format
     tracks.csv              song_id, track_id, artist_id, artist, title, collection,
-                            style, region, tune_type, meter, mode, source
+                            style, region, tune_type, meter, meter_class, mode,
+                            instrument, family, program, bpm, tempo_class, register,
+                            source
     unique_tracks.txt       track_id<SEP>song_id<SEP>artist<SEP>title, as the MSD's
     clips/A/B/C/TR....ogg   30 s clips named by track id, as the MSD's 7digital clips
     clips.csv               song_id, path: the manifest for `coldtune audio extract`
@@ -674,7 +676,7 @@ the song, and is drawn from nothing else: not from its plays, nor its popularity
 def draw_tags(plan: SongPlan, tracks: dict, seed: int) -> list[list[list]]:
     """Each song's tags, [[tag, weight 0-100], ...] by weight, from its real metadata.
 
-    Like Last.fm's they are sparse (about 2% of songs have none), but which tags a song
+    Like Last.fm's they are sparse (under 2% of songs have none), but which tags a song
     carries depends on its coverage (TAG_COVERAGE) alone, never on its listeners: a
     metadata model reading the tags of cold songs learns nothing of their plays.
     """

@@ -5,15 +5,17 @@ The model (written out with every parameter in docs/demo-world.md):
     taste(u, i) = g * A(u, i) + (1 - g) * H(u, i)          (both standardised)
     P(u plays i) ~ popularity_i ** beta_u * exp(taste(u, i) / temperature)
 
-A(u, i), what audio can reveal: the sum over the song's audio-observable attributes
-(style, tune type, instrument family, tempo class, mode) of log(K * theta_u[value]),
-where theta_u ~ Dirichlet(concentration) is user u's taste over that attribute's K
-values. H(u, i), what audio cannot reveal: loyalty to a few favourite artists and a
-hidden appeal of each song (s_u * h_i). g = `audio_share` is the single knob of the
-"semantic gap" (section 1 of the paper): 1 makes taste fully audible, 0 makes audio
-useless. Popularity (a power law, hidden from audio too) is exposure rather than
-taste: whatever g, users come across popular songs more often, with a user-level
-appetite beta_u for them, which gives songs the Taste Profile's long tail.
+A(u, i), what audio can reveal: a weighted sum over the song's audible attributes
+(style, instrument family, tune type, meter class, tempo class, mode, register) of
+log(K * theta_u[value]), where theta_u ~ Dirichlet(concentration) is user u's taste over
+that attribute's K values. Each attribute's term is centred per user and scaled so that
+its share of A's variance over a user's songs is `taste_shares[attribute]`. H(u, i), what
+audio cannot reveal: loyalty to a few favourite artists and a hidden appeal of each song
+(s_u * h_i). g = `audio_share` is the single knob of the "semantic gap" (section 1 of
+the paper): 1 makes taste fully audible, 0 makes audio useless. Popularity (a power
+law, hidden from audio too) is exposure rather than taste: whatever g, users come
+across popular songs more often, with a user-level appetite beta_u for them, which
+gives songs the Taste Profile's long tail.
 
 User u plays n_u distinct songs, n_u from a log-normal (heavy tail, at least
 `min_songs`, as the Taste Profile keeps users with 10 songs or more), drawn without
