@@ -108,3 +108,10 @@ def test_a_world_without_the_records_says_what_is_missing(tmp_path, rng):
         ceiling_factors(
             tmp_path, warm_ids=song_ids[:5], warm_factors=factors, cold_ids=["SOUNKNOWN"]
         )
+
+
+def test_the_audible_attributes_are_those_taste_rests_on():
+    from coldtune.world.listeners import TASTE_SHARES
+
+    assert set(AUDIBLE) == set(TASTE_SHARES)
+    assert set(TIMBRE) == {"style", "family"} and set(TIMBRE) <= set(AUDIBLE)
