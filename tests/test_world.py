@@ -17,6 +17,7 @@ from conftest import SMALL_SONGS, SMALL_USERS
 from coldtune import read_plays
 from coldtune.audio.decode import decode_clip
 from coldtune.audio.features import mfcc
+from coldtune.errors import ParameterError
 from coldtune.world import corpus
 from coldtune.world.build import INSTRUMENTS, build_world, msd_id, world_config
 from coldtune.world.listeners import AUDIO_ATTRIBUTES, ListenerConfig, simulate_listeners
@@ -140,6 +141,37 @@ def test_a_second_build_is_instant_and_the_same_seed_gives_the_same_world(small_
         build_world(world, world_config("small", seed=1))
 
 
+def test_which_tags_a_song_carries_does_not_follow_its_listeners(small_world, tmp_path):
+    """Tags stand for editorial metadata: how many a song has is not a sign of its plays
+    (else the metadata row would read the cold songs' popularity)."""
+    from scipy import stats
+
+    world, _ = small_world
+    tracks = read_tracks(world)
+    n_tags = []
+    for track in tracks:
+        tid = track["track_id"]
+        record = json.loads(
+            (world / "lastfm" / tid[2] / tid[3] / tid[4] / f"{tid}.json").read_text()
+        )
+        n_tags.append(len(record["tags"]))
+    plays = read_plays(world / "train_triplets.txt")
+    listeners = dict(zip(plays.song_ids, np.diff(plays.matrix.tocsc().indptr), strict=True))
+    rho = stats.spearmanr(n_tags, [listeners[t["song_id"]] for t in tracks]).statistic
+    # 150 songs: under independence rho has a standard error of 1 / sqrt(149) = 0.08;
+    # tags drawn by listener percentile, as before, gave +0.8
+    assert abs(rho) < 0.3, rho
+    assert 0.5 < np.mean(n_tags) / 9 < 0.8 and min(n_tags) < max(n_tags)
+
+    # the same songs with other listeners: other plays, every tag file the same
+    copy = tmp_path / "other-listeners"
+    shutil.copytree(world / "clips", copy / "clips", copy_function=os.link)
+    build_world(copy, world_config("small", seed=0, audio_share=0.2))
+    assert (copy / "train_triplets.txt").read_bytes() != (world / "train_triplets.txt").read_bytes()
+    for path in (world / "lastfm").rglob("*.json"):
+        assert (copy / path.relative_to(world)).read_bytes() == path.read_bytes(), path
+
+
 def test_rendering_is_deterministic(tmp_path):
     piece = corpus.parse_piece(corpus.list_pieces("ryansMammoth")[3])
     rendering = Rendering(program=40, bpm=180, transpose=0, velocity=80, level=0.8)
@@ -192,7 +224,7 @@ def test_demo_runs_every_step_on_the_small_world(small_demo):
 def synthetic_songs(rng, n_songs=3000, n_artists=300):
     songs = {
         a: rng.integers(0, k, n_songs)
-        for a, k in zip(AUDIO_ATTRIBUTES, (6, 12, 8, 3, 2), strict=True)
+        for a, k in zip(AUDIO_ATTRIBUTES, (6, 8, 12, 5, 3, 2, 3), strict=True)
     }
     songs["artist"] = rng.integers(0, n_artists, n_songs)
     return songs
@@ -224,6 +256,32 @@ def test_audio_share_sets_how_much_audio_explains(rng):
 
     assert audible_agreement(1.0) > audible_agreement(0.5) > audible_agreement(0.0)
     assert audible_agreement(0.0) == pytest.approx(1.0, abs=0.15)
+
+
+def test_taste_shares_set_which_attributes_listeners_follow(rng):
+    songs = synthetic_songs(rng)
+
+    def agreement(result, attribute):
+        # how much more than chance users play songs of the values they like
+        taste = result.hidden_users[f"taste_{attribute}"]  # (users, values)
+        plays = result.plays.tocoo()
+        return taste[plays.row, songs[attribute][plays.col]].mean() / taste.mean()
+
+    def simulate(shares):
+        config = ListenerConfig(users=800, audio_share=1.0, taste_shares=shares)
+        return simulate_listeners(songs, config, np.random.default_rng(5))
+
+    only_tempo = simulate(dict.fromkeys(AUDIO_ATTRIBUTES, 0.0) | {"tempo_class": 1.0})
+    assert agreement(only_tempo, "tempo_class") > 1.5
+    assert agreement(only_tempo, "style") == pytest.approx(1.0, abs=0.1)
+    shared = simulate({"tempo_class": 0.5, "style": 0.5})
+    assert agreement(shared, "tempo_class") > 1.2 and agreement(shared, "style") > 1.2
+    with pytest.raises(ParameterError, match="sum to 1"):
+        ListenerConfig(taste_shares={"style": 0.5}).validate()
+    with pytest.raises(ParameterError, match="songs lack the attributes"):
+        simulate_listeners(
+            songs, ListenerConfig(users=10, taste_shares={"colour": 1.0}), np.random.default_rng(0)
+        )
 
 
 def test_same_seed_same_plays_other_seed_other_plays():

@@ -11,7 +11,9 @@ Output folder:
 
     train_triplets.txt      user<TAB>song<TAB>count, the Taste Profile's format
     tracks.csv              song_id, track_id, artist_id, artist, title, collection,
-                            style, region, tune_type, meter, mode, source
+                            style, region, tune_type, meter, meter_class, mode,
+                            instrument, family, program, bpm, tempo_class, register,
+                            source
     unique_tracks.txt       track_id<SEP>song_id<SEP>artist<SEP>title, as the MSD's
     clips/A/B/C/TR....ogg   30 s clips named by track id, as the MSD's 7digital clips
     clips.csv               song_id, path: the manifest for `coldtune audio extract`
@@ -29,6 +31,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -51,7 +54,7 @@ from coldtune.world.corpus import (
     list_pieces,
     parse_piece,
 )
-from coldtune.world.listeners import AUDIO_ATTRIBUTES, ListenerConfig, simulate_listeners
+from coldtune.world.listeners import ListenerConfig, simulate_listeners
 from coldtune.world.render import BATCH, ClipJob, Rendering, render_clips
 
 # Share of songs from each collection; more than a collection holds goes to the others.
@@ -68,7 +71,7 @@ COLLECTION_SHARES: dict[str, float] = {
     "masters": 0.01,
 }
 
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 """Bumped whenever a change to the builder changes the world a seed gives: a world of
 another version is not taken for this one's."""
 
@@ -404,17 +407,103 @@ def _rendering(piece: Piece, artist: Artist) -> tuple[Rendering, float]:
     return rendering, beat
 
 
-def _tempo_classes(notes_per_second: np.ndarray) -> np.ndarray:
-    """slow / medium / fast by the world's terciles of note onsets per second (audible)."""
-    low, high = np.quantile(notes_per_second, [1 / 3, 2 / 3])
-    return np.where(
-        notes_per_second < low, "slow", np.where(notes_per_second < high, "medium", "fast")
-    )
+def _terciles(values: np.ndarray, names: tuple[str, str, str]) -> np.ndarray:
+    """Each value's third of the world (tempo: note onsets per second; register: pitch)."""
+    low, high = np.quantile(values, [1 / 3, 2 / 3])
+    return np.where(values < low, names[0], np.where(values < high, names[1], names[2]))
 
 
 def _shard_path(folder: str, track_id: str, suffix: str) -> str:
     # the MSD's layout: the 3rd, 4th and 5th characters of the track id as folders
     return f"{folder}/{track_id[2]}/{track_id[3]}/{track_id[4]}/{track_id}{suffix}"
+
+
+@dataclass
+class SongPlan:
+    """Every song of a world but its audio: piece, artist, ids, how it is rendered, and
+    the attributes listeners' taste is made of (one string per song each)."""
+
+    pieces: list[Piece]
+    unusable: list[tuple[PieceRef, str]]
+    artists: list[Artist]
+    artist_of: np.ndarray  # [shape=(n_songs,)] index into artists
+    track_ids: list[str]
+    song_ids: list[str]
+    renderings: list[tuple[Rendering, float]]  # (rendering, beat length in quarter notes)
+    attributes: dict[str, np.ndarray]  # name -> [shape=(n_songs,)] str
+
+
+def _plan_songs(config: WorldConfig, pool, cache: str, on_progress) -> SongPlan:
+    """Choose and parse the pieces, deal them to artists, plan each clip: no audio yet."""
+    rng = np.random.default_rng([config.seed, 2])
+    pieces, unusable = _choose_pieces(config, pool, cache, on_progress)
+    artists, artist_of = _make_artists(pieces, rng)
+    track_ids, song_ids, renderings = [], [], []
+    for i, piece in enumerate(pieces):
+        artist = artists[artist_of[i]]
+        identity = f"{config.seed}/{piece.ref.key}/{artist.artist_id}"
+        track_ids.append(msd_id("TR", f"track/{identity}"))
+        song_ids.append(msd_id("SO", f"song/{identity}"))
+        renderings.append(_rendering(piece, artist))
+    attributes = _song_attributes(pieces, artists, artist_of, renderings)
+    return SongPlan(
+        pieces, unusable, artists, artist_of, track_ids, song_ids, renderings, attributes
+    )
+
+
+def _song_attributes(pieces, artists, artist_of, renderings) -> dict[str, np.ndarray]:
+    """What a song is made of, as listeners hear it: one string per song each."""
+    bpm = np.array([rendering.bpm for rendering, _ in renderings])
+    notes_per_second = np.array(
+        [
+            len(np.unique(p.notes[:, 0])) / (p.quarter_notes * 60.0 / b)
+            for p, b in zip(pieces, bpm, strict=True)
+        ]
+    )
+    # the clip's median pitch: the piece's, moved by the artist's transposition
+    pitch = np.array(
+        [
+            float(np.median(p.notes[:, 2])) + rendering.transpose
+            for p, (rendering, _) in zip(pieces, renderings, strict=True)
+        ]
+    )
+    return {
+        "style": np.array([COLLECTIONS[p.ref.collection].style for p in pieces]),
+        "family": np.array([artists[a].family for a in artist_of]),
+        "tune_type": np.array([p.tune_type for p in pieces]),
+        "meter_class": np.array([meter_class(p.meter) for p in pieces]),
+        "tempo_class": _terciles(notes_per_second, ("slow", "medium", "fast")),
+        "mode": np.array([p.mode for p in pieces]),
+        "register": _terciles(pitch, ("low", "middle", "high")),
+    }
+
+
+def meter_class(meter: str) -> str:
+    """How a meter is felt: duple (2/4, 4/4, 2/2, ...), triple (3/4, 3/8, ...), compound
+    duple (6/8, 12/8, ...), compound triple (9/8), else irregular (7/8, ...) or free."""
+    found = re.search(r"(\d+)/\d+", meter)  # "6/8"; Essen's "FREI4/4" is a free 4/4
+    if found is None:
+        return "free"
+    beats = int(found.group(1))
+    if beats in (2, 4, 8):
+        return "duple"
+    if beats == 3:
+        return "triple"
+    if beats in (6, 12):
+        return "compound duple"
+    if beats == 9:
+        return "compound triple"
+    return "irregular"
+
+
+def listener_codes(plan: SongPlan, config: ListenerConfig) -> dict[str, np.ndarray]:
+    """What simulate_listeners takes: integer codes of each taste attribute, and artist."""
+    codes = {
+        name: np.unique(plan.attributes[name], return_inverse=True)[1]
+        for name in config.taste_shares
+    }
+    codes["artist"] = plan.artist_of
+    return codes
 
 
 @dataclass
@@ -457,71 +546,32 @@ def build_world(
         )
     workers = workers or os.cpu_count() or 1
     cache = str(cache_root())
-    rng = np.random.default_rng([config.seed, 2])
     with _pool(workers) as pool:
-        pieces, unusable = _choose_pieces(config, pool, cache, on_progress)
-        artists, artist_of = _make_artists(pieces, rng)
-        track_ids, song_ids, plans = [], [], []
-        for i, piece in enumerate(pieces):
-            artist = artists[artist_of[i]]
-            identity = f"{config.seed}/{piece.ref.key}/{artist.artist_id}"
-            track_ids.append(msd_id("TR", f"track/{identity}"))
-            song_ids.append(msd_id("SO", f"song/{identity}"))
-            plans.append(_rendering(piece, artist))
+        plan = _plan_songs(config, pool, cache, on_progress)
         jobs = []
-        for i, piece in enumerate(pieces):
-            path = out / _shard_path("clips", track_ids[i], ".ogg")
+        for i, piece in enumerate(plan.pieces):
+            path = out / _shard_path("clips", plan.track_ids[i], ".ogg")
             if not path.exists():  # written atomically: present means complete
-                rendering, beat = plans[i]
+                rendering, beat = plan.renderings[i]
                 jobs.append(ClipJob(piece.notes, rendering, str(path), beat))
         calls = [
             (_render_task, (jobs[lo : lo + BATCH], config.seconds, config.sample_rate))
             for lo in range(0, len(jobs), BATCH)
         ]
         _run(pool, calls, "render", on_progress, sizes=[len(args[0]) for _, args in calls])
-
-    # ---- the songs' attributes
-    bpm = np.array([plan[0].bpm for plan in plans])
-    notes_per_second = np.array(
-        [
-            len(np.unique(p.notes[:, 0])) / (p.quarter_notes * 60.0 / b)
-            for p, b in zip(pieces, bpm, strict=True)
-        ]
+    pieces, artists, artist_of = plan.pieces, plan.artists, plan.artist_of
+    track_ids, song_ids, unusable = plan.track_ids, plan.song_ids, plan.unusable
+    listeners = simulate_listeners(
+        listener_codes(plan, config.listeners),
+        config.listeners,
+        np.random.default_rng([config.seed, 3]),
     )
-    tempo_class = _tempo_classes(notes_per_second)
-    style = np.array([COLLECTIONS[p.ref.collection].style for p in pieces])
-    attributes = {
-        "style": style,
-        "tune_type": np.array([p.tune_type for p in pieces]),
-        "family": np.array([artists[a].family for a in artist_of]),
-        "tempo_class": tempo_class,
-        "mode": np.array([p.mode for p in pieces]),
-    }
-    codes = {name: np.unique(values, return_inverse=True)[1] for name, values in attributes.items()}
-    codes["artist"] = artist_of
-    listeners = simulate_listeners(codes, config.listeners, np.random.default_rng([config.seed, 3]))
 
     # ---- files
     out.mkdir(parents=True, exist_ok=True)
     user_ids = [msd_id("", f"{config.seed}/user/{u}").lower()[:40] for u in range(config.users)]
     _write_triplets(out / "train_triplets.txt", listeners.plays, user_ids, song_ids)
-    tracks = {
-        "song_id": song_ids,
-        "track_id": track_ids,
-        "artist_id": [artists[a].artist_id for a in artist_of],
-        "artist": [artists[a].name for a in artist_of],
-        "title": [_title(p.title) for p in pieces],
-        "collection": [COLLECTION_NAMES[p.ref.collection] for p in pieces],
-        "style": list(style),
-        "region": [p.region for p in pieces],
-        "tune_type": [p.tune_type for p in pieces],
-        "meter": [p.meter for p in pieces],
-        "mode": [p.mode for p in pieces],
-        "instrument": [artists[a].instrument for a in artist_of],
-        "program": [artists[a].program for a in artist_of],
-        "bpm": [round(float(b), 1) for b in bpm],
-        "source": [f"music21 corpus: {p.ref.key}" for p in pieces],
-    }
+    tracks = _tracks_table(plan)
     with atomic_path(out / "tracks.csv") as tmp:
         pacsv.write_csv(pa.table(tracks), tmp)
     with atomic_path(out / "unique_tracks.txt") as tmp:
@@ -541,10 +591,10 @@ def build_world(
                 for s, t in zip(song_ids, track_ids, strict=True)
             )
         )
-    _write_tags(
-        out, pieces, artists, artist_of, track_ids, tracks, tempo_class, listeners, config.seed
+    _write_tags(out, plan, tracks, config.seed)
+    _write_hidden(
+        out / "hidden", listeners, song_ids, artists, artist_of, config.listeners.taste_shares
     )
-    _write_hidden(out / "hidden", listeners, song_ids, artists, artist_of)
     with atomic_path(out / "unusable_pieces.tsv") as tmp:
         tmp.write_text(
             "collection\tpiece\treason\n"
@@ -579,6 +629,32 @@ def _builder() -> dict:
     }
 
 
+def _tracks_table(plan: SongPlan) -> dict[str, list]:
+    """The columns of tracks.csv: ids, metadata, how each song is played and heard."""
+    pieces, artists, artist_of = plan.pieces, plan.artists, plan.artist_of
+    return {
+        "song_id": plan.song_ids,
+        "track_id": plan.track_ids,
+        "artist_id": [artists[a].artist_id for a in artist_of],
+        "artist": [artists[a].name for a in artist_of],
+        "title": [_title(p.title) for p in pieces],
+        "collection": [COLLECTION_NAMES[p.ref.collection] for p in pieces],
+        "style": list(plan.attributes["style"]),
+        "region": [p.region for p in pieces],
+        "tune_type": [p.tune_type for p in pieces],
+        "meter": [p.meter for p in pieces],
+        "meter_class": list(plan.attributes["meter_class"]),
+        "mode": [p.mode for p in pieces],
+        "instrument": [artists[a].instrument for a in artist_of],
+        "family": list(plan.attributes["family"]),
+        "program": [artists[a].program for a in artist_of],
+        "bpm": [round(float(rendering.bpm), 1) for rendering, _ in plan.renderings],
+        "tempo_class": list(plan.attributes["tempo_class"]),
+        "register": list(plan.attributes["register"]),
+        "source": [f"music21 corpus: {p.ref.key}" for p in pieces],
+    }
+
+
 def _title(title: str) -> str:
     return title.title() if title.isupper() else title
 
@@ -591,12 +667,23 @@ def _write_triplets(path: Path, plays, user_ids, song_ids) -> None:
             handle.write(f"{user_ids[r]}\t{song_ids[c]}\t{int(v)}\n")
 
 
-def _write_tags(out, pieces, artists, artist_of, track_ids, tracks, tempo_class, listeners, seed):
-    """Tags in the Last.fm dataset's layout, from the real metadata. Like Last.fm's,
-    they are sparse: popular songs carry more tags, and some songs none at all."""
+TAG_COVERAGE = (2.0, 1.0)
+"""Beta(a, b) of a song's editorial coverage: the chance that each of its tags was
+written down (mean 2/3). It stands for how thoroughly a label or an editor described
+the song, and is drawn from nothing else: not from its plays, nor its popularity."""
+
+
+def draw_tags(plan: SongPlan, tracks: dict, seed: int) -> list[list[list]]:
+    """Each song's tags, [[tag, weight 0-100], ...] by weight, from its real metadata.
+
+    Like Last.fm's they are sparse (under 2% of songs have none), but which tags a song
+    carries depends on its coverage (TAG_COVERAGE) alone, never on its listeners: a
+    metadata model reading the tags of cold songs learns nothing of their plays.
+    """
+    pieces, artists, artist_of = plan.pieces, plan.artists, plan.artist_of
     rng = np.random.default_rng([seed, 4])
-    listeners_per_song = np.diff(listeners.plays.tocsc().indptr)
-    percentile = np.argsort(np.argsort(listeners_per_song)) / max(1, len(pieces) - 1)
+    coverage = rng.beta(*TAG_COVERAGE, len(pieces))
+    songs = []
     for i, piece in enumerate(pieces):
         artist = artists[artist_of[i]]
         candidates = [
@@ -605,18 +692,26 @@ def _write_tags(out, pieces, artists, artist_of, track_ids, tracks, tempo_class,
             (piece.region, int(rng.integers(30, 81))),
             (artist.instrument, int(rng.integers(20, 61))),
             (artist.family, int(rng.integers(10, 41))),
-            (str(tempo_class[i]), int(rng.integers(10, 41))),
+            (str(plan.attributes["tempo_class"][i]), int(rng.integers(10, 41))),
             (piece.mode, int(rng.integers(10, 31))),
             (piece.meter, int(rng.integers(5, 21))),
             (tracks["collection"][i].lower(), int(rng.integers(20, 51))),
         ]
-        keep = rng.random(len(candidates)) < 0.3 + 0.7 * percentile[i]
+        keep = rng.random(len(candidates)) < coverage[i]
         tags = [[tag, weight] for (tag, weight), k in zip(candidates, keep, strict=True) if k]
+        songs.append(sorted(tags, key=lambda t: -t[1]))
+    return songs
+
+
+def _write_tags(out: Path, plan: SongPlan, tracks: dict, seed: int) -> None:
+    """Tags in the Last.fm dataset's layout: one JSON file per track (draw_tags)."""
+    track_ids = plan.track_ids
+    for i, tags in enumerate(draw_tags(plan, tracks, seed)):
         record = {
-            "artist": artist.name,
+            "artist": plan.artists[plan.artist_of[i]].name,
             "timestamp": "2011-08-15 09:00:00.000000",
             "similars": [],
-            "tags": sorted(tags, key=lambda t: -t[1]),
+            "tags": tags,
             "track_id": track_ids[i],
             "title": tracks["title"][i],
         }
@@ -626,7 +721,7 @@ def _write_tags(out, pieces, artists, artist_of, track_ids, tracks, tempo_class,
             tmp.write_text(json.dumps(record))
 
 
-def _write_hidden(folder: Path, listeners, song_ids, artists, artist_of) -> None:
+def _write_hidden(folder: Path, listeners, song_ids, artists, artist_of, taste_shares) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "README.txt").write_text(
         "The simulation's hidden variables, for diagnostics only. No model, no training\n"
@@ -639,5 +734,4 @@ def _write_hidden(folder: Path, listeners, song_ids, artists, artist_of) -> None
         pacsv.write_csv(pa.table(columns), tmp)
     with atomic_path(folder / "artists.json") as tmp:
         tmp.write_text(json.dumps([asdict(a) for a in artists], indent=1))
-    attributes = {name: AUDIO_ATTRIBUTES for name in ("audio_attributes",)}
-    write_json(folder / "attributes.json", attributes)
+    write_json(folder / "attributes.json", {"taste_shares": taste_shares})

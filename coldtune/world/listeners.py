@@ -5,15 +5,17 @@ The model (written out with every parameter in docs/demo-world.md):
     taste(u, i) = g * A(u, i) + (1 - g) * H(u, i)          (both standardised)
     P(u plays i) ~ popularity_i ** beta_u * exp(taste(u, i) / temperature)
 
-A(u, i), what audio can reveal: the sum over the song's audio-observable attributes
-(style, tune type, instrument family, tempo class, mode) of log(K * theta_u[value]),
-where theta_u ~ Dirichlet(concentration) is user u's taste over that attribute's K
-values. H(u, i), what audio cannot reveal: loyalty to a few favourite artists and a
-hidden appeal of each song (s_u * h_i). g = `audio_share` is the single knob of the
-"semantic gap" (section 1 of the paper): 1 makes taste fully audible, 0 makes audio
-useless. Popularity (a power law, hidden from audio too) is exposure rather than
-taste: whatever g, users come across popular songs more often, with a user-level
-appetite beta_u for them, which gives songs the Taste Profile's long tail.
+A(u, i), what audio can reveal: a weighted sum over the song's audible attributes
+(style, instrument family, tune type, meter class, tempo class, mode, register) of
+log(K * theta_u[value]), where theta_u ~ Dirichlet(concentration) is user u's taste over
+that attribute's K values. Each attribute's term is centred per user and scaled so that
+its share of A's variance over a user's songs is `taste_shares[attribute]`. H(u, i), what
+audio cannot reveal: loyalty to a few favourite artists and a hidden appeal of each song
+(s_u * h_i). g = `audio_share` is the single knob of the "semantic gap" (section 1 of
+the paper): 1 makes taste fully audible, 0 makes audio useless. Popularity (a power
+law, hidden from audio too) is exposure rather than taste: whatever g, users come
+across popular songs more often, with a user-level appetite beta_u for them, which
+gives songs the Taste Profile's long tail.
 
 User u plays n_u distinct songs, n_u from a log-normal (heavy tail, at least
 `min_songs`, as the Taste Profile keeps users with 10 songs or more), drawn without
@@ -25,14 +27,26 @@ liked songs: heavy-tailed like the Taste Profile's.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from coldtune.errors import ParameterError
 
-AUDIO_ATTRIBUTES = ("style", "tune_type", "family", "tempo_class", "mode")
+# Share of each audible attribute in the audible part of taste: of the variance, over a
+# user's songs, of A(u, i) (each attribute's term is scaled to these shares; attributes
+# that go together, such as tune type and meter, add a covariance on top).
+TASTE_SHARES: dict[str, float] = {
+    "style": 0.10,
+    "family": 0.10,  # instrument family
+    "tune_type": 0.20,
+    "meter_class": 0.15,  # duple, triple, compound duple, ...
+    "tempo_class": 0.20,  # slow, medium, fast: note onsets per second
+    "mode": 0.10,
+    "register": 0.15,  # low, middle, high: the clip's median pitch
+}
+AUDIO_ATTRIBUTES = tuple(TASTE_SHARES)
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,7 @@ class ListenerConfig:
     activity_sigma: float = 0.8  # log-normal spread of songs per user (heavy tail)
     count_sigma: float = 1.0  # log-normal spread of play counts
     max_count: int = 5000
+    taste_shares: dict[str, float] = field(default_factory=lambda: dict(TASTE_SHARES))
 
     def validate(self) -> ListenerConfig:
         if not 0.0 <= self.audio_share <= 1.0:
@@ -57,6 +72,9 @@ class ListenerConfig:
             raise ParameterError(f"users must be >= 1, got {self.users!r}")
         if self.temperature <= 0:
             raise ParameterError(f"temperature must be > 0, got {self.temperature!r}")
+        shares = self.taste_shares
+        if not shares or min(shares.values()) < 0 or abs(sum(shares.values()) - 1) > 1e-6:
+            raise ParameterError(f"taste_shares must be non-negative and sum to 1, got {shares!r}")
         return self
 
     def to_dict(self) -> dict:
@@ -80,8 +98,12 @@ def _standardise(x: np.ndarray) -> np.ndarray:
 def simulate_listeners(
     songs: dict[str, np.ndarray], config: ListenerConfig, rng: np.random.Generator
 ) -> Listeners:
-    """songs: per song, integer codes of each AUDIO_ATTRIBUTES entry and of "artist"."""
+    """songs: per song, integer codes of each attribute of `config.taste_shares`
+    (values 0 .. K - 1) and of "artist"."""
     config.validate()
+    missing = [a for a in [*config.taste_shares, "artist"] if a not in songs]
+    if missing:
+        raise ParameterError(f"songs lack the attributes {missing} that taste_shares names")
     n_songs = len(songs["artist"])
     n_users = config.users
     # ---- songs: popularity (power law) and hidden appeal
@@ -92,7 +114,7 @@ def simulate_listeners(
 
     # ---- users
     thetas = {}
-    for attribute in AUDIO_ATTRIBUTES:
+    for attribute in config.taste_shares:
         k = int(songs[attribute].max()) + 1
         thetas[attribute] = rng.dirichlet(np.full(k, config.taste_concentration), n_users)
     beta = rng.uniform(0.5, 1.5, n_users)  # appetite for popular songs (exposure)
@@ -118,12 +140,19 @@ def simulate_listeners(
     block = max(1, 4_000_000 // max(1, n_songs))
     # the scale of A and H is fixed on a first block, so that every block uses the same
     audio_scale = hidden_scale = None
+    term_scale: dict[str, float] = {}
     for lo in range(0, n_users, block):
         users = np.arange(lo, min(lo + block, n_users))
+        # each attribute's term, centred per user (a user-level constant changes no
+        # choice) and scaled, on the first block, to its share of the audible taste
         audio = np.zeros((len(users), n_songs))
-        for attribute in AUDIO_ATTRIBUTES:
+        for attribute, share in config.taste_shares.items():
             theta = thetas[attribute][users]
-            audio += np.log(theta.shape[1] * theta[:, songs[attribute]] + 1e-12)
+            term = np.log(theta.shape[1] * theta[:, songs[attribute]] + 1e-12)
+            term -= term.mean(axis=1, keepdims=True)
+            if attribute not in term_scale:
+                term_scale[attribute] = term.std() or 1.0
+            audio += np.sqrt(share) * term / term_scale[attribute]
         loyal = (songs["artist"][None, None, :] == favourites[users][:, :, None]).any(axis=1)
         hidden = config.artist_loyalty * loyal + sensitivity[users, None] * appeal[None, :]
         if audio_scale is None:
@@ -148,7 +177,7 @@ def simulate_listeners(
         shape=(n_users, n_songs),
     )
     hidden_users = {
-        **{f"taste_{a}": thetas[a] for a in AUDIO_ATTRIBUTES},
+        **{f"taste_{a}": thetas[a] for a in config.taste_shares},
         "popularity_appetite": beta,
         "appeal_sensitivity": sensitivity,
         "favourite_artists": favourites,
