@@ -501,33 +501,34 @@ def experiment(
     ] = "paper-subset",
     backend: Annotated[str | None, typer.Option(help="WMF backend (implicit).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, WMF and models.")] = 0,
+    seeds: Annotated[
+        int, typer.Option(help="Repetitions with seeds SEED, SEED+1, ...: mean ± SE.")
+    ] = 1,
 ):
     """Split, WMF, every content model, evaluation: Table 2's layout, with stage times.
 
     Needs W/plays (coldtune plays ingest); the audio models need W/features (coldtune
     audio extract) and the metadata row W/tags (coldtune tags ingest): a row without its
-    data is listed as not run. Writes W/results/experiment.json and experiment.md.
+    data is listed as not run. With --seeds N, N repetitions and each row's mean ± SE,
+    each model's paired difference from bow-linear. Writes W/results/experiment.json
+    and experiment.md.
     """
-    from coldtune.steps.experiment import (
-        Stages,
-        experiment_config,
-        experiment_markdown,
-        run_experiment,
-    )
+    from coldtune.steps.experiment import Stages, experiment_markdown, run_seeds
 
-    config = experiment_config(preset, seed=seed, backend=backend)
     stages = Stages(
-        on_stage=lambda event, name: console.print(
+        on_stage=lambda event, name: say(
             f"[bold]{name}[/]" if event == "start" else f"  done in {stages.seconds[name]:.1f} s"
         )
     )
-    results = run_experiment(
+    results = run_seeds(
         Workspace(workspace),
-        config,
+        preset,
+        seeds=list(range(seed, seed + seeds)),
+        backend=backend,
         stages=stages,
         on_note=lambda message: say("  " + message),
     )
-    console.print()
+    say()
     say(experiment_markdown(results))
     say(f"written to {workspace / 'results' / 'experiment.md'}")
 
@@ -544,6 +545,7 @@ def demo(
     ] = "medium",
     backend: Annotated[str, typer.Option(help="WMF backend.")] = "implicit",
     seed: Annotated[int, typer.Option(help="Seed of the world and the split.")] = 0,
+    seeds: Annotated[int, typer.Option(help="Repetitions of the experiment (mean ± SE).")] = 1,
     workers: Annotated[int | None, typer.Option(help="Processes; default: one per core.")] = None,
 ):
     """The whole pipeline that exists, on the demo world: the results table."""
@@ -559,6 +561,7 @@ def demo(
         size=size,
         backend=backend,
         seed=seed,
+        seeds=seeds,
         workers=workers,
         on_stage=stage,
         on_note=lambda message: say("  " + message.replace("\n", "\n  ")),

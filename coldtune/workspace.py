@@ -126,6 +126,11 @@ class Workspace:
     def models_root(self) -> Path:
         return self.root / "models"
 
+    @property
+    def references_root(self) -> Path:
+        """Reference rows of the demo world (its ceilings), never a model's input."""
+        return self.root / "references"
+
     def models_dir(self, name: str) -> Path:
         return self.root / "models" / name
 

@@ -115,3 +115,30 @@ def test_the_audible_attributes_are_those_taste_rests_on():
 
     assert set(AUDIBLE) == set(TASTE_SHARES)
     assert set(TIMBRE) == {"style", "family"} and set(TIMBRE) <= set(AUDIBLE)
+
+
+def test_the_reference_rows_read_no_audio_and_train_nothing(small_demo):
+    """The ceilings' predictions equal ceiling_factors on the split's warm and cold songs
+    (so nothing but the world's records and WMF's warm factors went in), and no content
+    model's folder names them."""
+    import numpy as np
+
+    from coldtune.data.plays import load_ids
+    from coldtune.data.splits import load_split
+    from coldtune.steps.wmf import load_wmf
+    from coldtune.world.ceiling import TIMBRE, ceiling_factors
+
+    workspace, _ = small_demo
+    ids = load_ids(workspace)
+    split = load_split(workspace, ids)
+    wmf = load_wmf(workspace, split=split)
+    expected = ceiling_factors(
+        workspace.root / "world",
+        warm_ids=ids.song_ids[split.warm_songs],
+        warm_factors=wmf.song_factors_,
+        cold_ids=ids.song_ids[split.cold_songs],
+        attributes=TIMBRE,
+    )
+    with np.load(workspace.references_root / "timbre-ceiling" / "predictions.npz") as saved:
+        np.testing.assert_allclose(saved["factors"], expected, rtol=1e-6)
+    assert not (workspace.models_root / "timbre-ceiling").exists()

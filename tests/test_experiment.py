@@ -132,5 +132,43 @@ def test_rows_come_in_table_2s_order(small_demo):
         "cnn-paper-mse",
         "cnn-paper-wpe",
         "metadata",
+        "timbre ceiling",
+        "audible ceiling",
         "upper bound",
     ]
+    # the demo world's reference rows are marked, labelled and come from its records
+    marked = [row["model"] for row in results["rows"] if row.get("reference")]
+    assert marked == ["timbre ceiling", "audible ceiling"]
+    assert "world's records" in experiment_markdown(results)
+
+
+def test_seeds_are_repeated_summarised_and_resumed(tmp_path, monkeypatch):
+    """Two seeds: each row's mean and SE are those of its two figures, by hand; a second
+    run finds both seeds done and trains nothing."""
+    import coldtune.steps.experiment as experiment
+
+    write_plays(synth_plays(synth_config("tiny")), tmp_path / "plays.txt")
+    workspace = Workspace(tmp_path / "W")
+    steps.plays.ingest(tmp_path / "plays.txt", workspace)
+    small = replace(EXPERIMENTS["demo"], wmf=WMFConfig(factors=4, iterations=2))
+    monkeypatch.setitem(EXPERIMENTS, "demo", small)
+    results = experiment.run_seeds(workspace, "demo", seeds=[3, 4])
+    assert results["seeds"] == [3, 4]
+    for row in results["rows"]:
+        a, b = (next(r for r in results["per_seed"][s] if r["model"] == row["model"]) for s in "34")
+        assert row["auc"] == pytest.approx((a["auc"] + b["auc"]) / 2)
+        assert row["auc_se"] == pytest.approx(abs(a["auc"] - b["auc"]) / 2)  # sd/sqrt(2)
+    # each seed made its own split
+    splits = [
+        json.loads(p.read_text())["config"]["split"]["seed"]
+        for p in sorted((workspace.results_dir / "seeds").glob("*.json"))
+    ]
+    assert splits == [3, 4]
+    assert "Mean ± standard error over 2 seeds (3, 4)" in experiment_markdown(results)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished seed was run again")
+
+    monkeypatch.setattr(experiment, "run_experiment", refuse)
+    again = experiment.run_seeds(workspace, "demo", seeds=[3, 4])
+    assert again["rows"] == results["rows"]

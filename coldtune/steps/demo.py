@@ -13,7 +13,7 @@ from collections.abc import Callable
 from coldtune.audio.store import extract
 from coldtune.data.synth import synth_config, synth_plays, write_plays
 from coldtune.data.tags import ingest_tags
-from coldtune.steps.experiment import Stages, experiment_config, run_experiment
+from coldtune.steps.experiment import Stages, run_seeds
 from coldtune.steps.plays import ingest
 from coldtune.steps.report import write_report
 from coldtune.workspace import Workspace, write_json
@@ -27,6 +27,7 @@ def run_demo(
     backend: str = "implicit",
     seed: int = 0,
     workers: int | None = None,
+    seeds: int = 1,
     on_stage: Callable[[str, str, float | None], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> dict:
@@ -83,8 +84,19 @@ def run_demo(
                 workspace,
             )
         note(f"{tag_report.tagged_songs:,} songs tagged")
-    config = experiment_config("demo", seed=seed, backend=backend)
-    results = run_experiment(workspace, config, stages=stages, on_note=note)
+    if seeds == 1:
+        note(
+            "1 seed: make demo's time budget (6 minutes once the world is built) allows "
+            "one; `coldtune experiment --preset demo --seeds 3 -w W` gives mean ± SE"
+        )
+    results = run_seeds(
+        workspace,
+        "demo",
+        seeds=list(range(seed, seed + seeds)),
+        backend=backend,
+        stages=stages,
+        on_note=note,
+    )
     write_json(workspace.results_dir / "timings.json", stages.seconds)
     if manifest is not None:  # the report's analyses need a clip model, so audio
         results["report"] = str(write_report(workspace))

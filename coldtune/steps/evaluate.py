@@ -66,11 +66,19 @@ def evaluate(
         ),
         key=lambda found: content.table_order(found[0]),
     )
+    # the demo world's reference rows (W/references/), read from its records: after the
+    # models, before the upper bound, each marked as a reference
+    references = sorted(
+        _content_predictions(workspace, interactions, split, root=workspace.references_root),
+        key=lambda found: REFERENCE_ORDER.index(found[0]) if found[0] in REFERENCE_ORDER else 9,
+    )
     candidates: list[tuple[str, Callable[[], np.ndarray]]] = [
         ("random", lambda: random_factors(model.song_factors_, len(split.cold_songs), seed=seed)),
         *predictions,
+        *references,
         ("upper bound", lambda: model.fold_in_songs(cold_plays)),
     ]
+    reference_rows = {name for name, _ in references}
     rows = []
     for name, song_factors in candidates:
         start = time.perf_counter()
@@ -84,7 +92,10 @@ def evaluate(
             on_progress=(None if on_progress is None else functools.partial(on_progress, name)),
         )
         figures = part_figures({"map": result.average_precision, "auc": result.auc})
-        rows.append({"model": name, **figures, "seconds": round(time.perf_counter() - start, 3)})
+        row = {"model": name, **figures, "seconds": round(time.perf_counter() - start, 3)}
+        if name in reference_rows:
+            row["reference"] = True
+        rows.append(row)
     results = {
         "title": TABLE_TITLE,
         "k": k,
@@ -122,6 +133,7 @@ def _evaluation_fingerprint(
         for path in sorted(root.glob("models/*/predictions.npz"))
         if models is None or path.parent.name in models
     ]
+    inputs += sorted(root.glob("references/*/predictions.npz"))
     return fingerprint(inputs, root=root, k=k, seed=seed, models=models)
 
 
@@ -201,12 +213,21 @@ def _with_users(loaded, wmf_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return wmf_users, loaded
 
 
+REFERENCE_ORDER = ["timbre ceiling", "audible ceiling"]
+
+
 def _content_predictions(
-    workspace: Workspace, interactions: Interactions, split: ColdStartSplit
+    workspace: Workspace,
+    interactions: Interactions,
+    split: ColdStartSplit,
+    *,
+    root: Path | None = None,
 ) -> list[tuple[str, Callable[[], np.ndarray]]]:
-    """Predicted cold-song factors saved by content models (W/models/<name>/predictions.npz)."""
+    """Predicted cold-song factors saved by content models (W/models/<name>/predictions.npz),
+    or under `root` (W/references/<name>/, whose folder names the row: timbre-ceiling)."""
     found = []
-    root = workspace.models_root
+    named = (lambda folder: folder.replace("-", " ")) if root is not None else (lambda f: f)
+    root = root if root is not None else workspace.models_root
     for path in sorted(root.glob("*/predictions.npz")) if root.exists() else []:
 
         def load(path: Path = path) -> np.ndarray:
@@ -230,7 +251,7 @@ def _content_predictions(
                     )
                 return users, factors
 
-        found.append((path.parent.name, load))
+        found.append((named(path.parent.name), load))
     return found
 
 

@@ -14,16 +14,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
+
 from coldtune import content
 from coldtune.cf.wmf import WMFConfig
 from coldtune.data.splits import SPLIT_PRESETS, SplitConfig
 from coldtune.errors import ParameterError
+from coldtune.eval.seeds import paired_differences, summarise_seeds
 from coldtune.eval.tables import markdown_table
 from coldtune.steps import evaluate as evaluate_step
 from coldtune.steps import plays as plays_step
 from coldtune.steps import train as train_step
 from coldtune.steps import wmf as wmf_step
-from coldtune.workspace import Workspace, atomic_path, write_json
+from coldtune.workspace import Workspace, atomic_path, fingerprint, read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -161,10 +164,14 @@ def run_experiment(
         rows.append(run.row)
     for row, why in skipped:
         on_note(f"skipped {row}: {why}")
+    references = write_references(workspace)
+    if references:
+        on_note(f"reference rows from the demo world's records: {', '.join(references)}")
     with stages("evaluate"):
         results = evaluate_step.evaluate(workspace, k=config.k, models=rows)
-    # Table 2's order: random, the models as the preset lists them, the upper bound
-    order = {name: i for i, name in enumerate(["random", *rows, "upper bound"])}
+    # Table 2's order: random, the models as the preset lists them, the references, the
+    # upper bound
+    order = {name: i for i, name in enumerate(["random", *rows, *references, "upper bound"])}
     results["rows"].sort(key=lambda row: order.get(row["model"], len(order)))
     labels = {run.row: run.label for run in config.models}
     results["labels"] = {row["model"]: labels.get(row["model"], "") for row in results["rows"]}
@@ -176,6 +183,38 @@ def run_experiment(
     with atomic_path(folder / "experiment.md") as tmp:
         tmp.write_text(experiment_markdown(results))
     return results
+
+
+def write_references(workspace: Workspace) -> list[str]:
+    """The demo world's reference rows, when the workspace holds a world: its cold
+    songs' factors predicted from the world's records (coldtune.world.ceiling), written
+    to W/references/NAME/predictions.npz for `evaluate`. Evaluation references only:
+    no model, default or setting reads them. Returns the rows written."""
+    from coldtune.data.plays import load_ids
+    from coldtune.data.splits import load_split
+    from coldtune.world.ceiling import AUDIBLE, TIMBRE, ceiling_factors
+
+    world = workspace.root / "world"
+    if not (world / "tracks.csv").exists():
+        return []
+    ids = load_ids(workspace)
+    split = load_split(workspace, ids)
+    model = wmf_step.load_wmf(workspace, split=split)
+    cold_ids = ids.song_ids[split.cold_songs]
+    written = []
+    for name, attributes in (("timbre ceiling", TIMBRE), ("audible ceiling", AUDIBLE)):
+        factors = ceiling_factors(
+            world,
+            warm_ids=ids.song_ids[split.warm_songs],
+            warm_factors=model.song_factors_,
+            cold_ids=cold_ids,
+            attributes=attributes,
+        )
+        path = workspace.references_root / name.replace(" ", "-") / "predictions.npz"
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, song_ids=np.asarray(cold_ids, dtype=str), factors=factors)
+        written.append(name)
+    return written
 
 
 def _describe(report: dict) -> str:
@@ -191,12 +230,22 @@ def _describe(report: dict) -> str:
     return ", ".join(parts) or "trained"
 
 
-PAPER_LABELS = {"random": "random", "upper bound": "upper bound (WMF on the cold songs' plays)"}
+PAPER_LABELS = {
+    "random": "random",
+    "upper bound": "upper bound (WMF on the cold songs' plays)",
+    "timbre ceiling": "reference: style and instrument from the world's records",
+    "audible ceiling": "reference: every audible attribute from the world's records",
+}
 
 
 def experiment_markdown(results: dict) -> str:
-    """Table 2's layout: model, mAP@k, AUC; the sizes above, stage times below."""
+    """Table 2's layout: model, mAP@k, AUC; the sizes above, stage times below. Over
+    several seeds: mean ± standard error, and each model's paired difference from the
+    reference row (bow-linear) with its 95% interval."""
     labels = {**PAPER_LABELS, **results.get("labels", {})}
+    seeds = results.get("seeds", [])
+    if len(seeds) > 1:
+        return _seeds_markdown(results, labels)
     rows = [
         [row["model"], labels.get(row["model"], ""), f"{row['map']:.5f}", f"{row['auc']:.5f}"]
         for row in results["rows"]
@@ -212,4 +261,152 @@ def experiment_markdown(results: dict) -> str:
     if results.get("stages"):
         stage_rows = [[name, f"{seconds:.1f}"] for name, seconds in results["stages"].items()]
         text += "\n" + markdown_table(["Stage", "Seconds"], stage_rows, numeric={1})
+    return text
+
+
+def run_seeds(
+    workspace: Workspace,
+    preset: str,
+    *,
+    seeds: list[int],
+    backend: str | None = None,
+    stages: Stages | None = None,
+    on_note: Callable[[str], None] = lambda _message: None,
+) -> dict:
+    """`coldtune experiment --seeds N`: the whole experiment once per seed (the split,
+    WMF's initial factors and every model's training all follow the seed), then per
+    row the mean and standard error over the seeds and, for each model, the paired
+    difference from bow-linear with its 95% interval (coldtune.eval.seeds).
+
+    Each seed's results are kept in W/results/seeds/experiment-seedS.json: a killed run
+    redoes only the seeds it had not finished (for the same plays, features, tags and
+    settings). The workspace's models, factors and evaluation.json are the last seed's.
+    Writes W/results/experiment.json (every seed's rows, the summary) and experiment.md.
+    """
+    if not seeds:
+        raise ParameterError("give at least one seed")
+    runs: dict[int, dict] = {}
+    for seed in seeds:
+        config = experiment_config(preset, seed=seed, backend=backend)
+        path = workspace.results_dir / "seeds" / f"experiment-seed{seed}.json"
+        key = _seed_key(workspace, config)
+        if path.exists() and read_json(path, what="", hint="").get("inputs") == key:
+            on_note(f"seed {seed}: already done ({path})")
+            runs[seed] = read_json(path, what="", hint="")
+            continue
+        on_note(f"seed {seed} of {len(seeds)} ({', '.join(map(str, seeds))})")
+        results = run_experiment(workspace, config, stages=stages, on_note=on_note)
+        results["inputs"] = key
+        write_json(path, results)
+        runs[seed] = results
+    if len(seeds) == 1:  # run_experiment wrote the table; say which seed it is
+        results = {**runs[seeds[0]], "seeds": seeds}
+        write_json(workspace.results_dir / "experiment.json", results)
+        return results
+    results = aggregate_seeds(runs)
+    write_json(workspace.results_dir / "experiment.json", results)
+    with atomic_path(workspace.results_dir / "experiment.md") as tmp:
+        tmp.write_text(experiment_markdown(results))
+    return results
+
+
+def _seed_key(workspace: Workspace, config: ExperimentConfig) -> str:
+    """What one seed's results depend on besides the code: plays, features, tags, the
+    world's records and the settings."""
+    paths = [workspace.plays_dir / "matrix.npz", workspace.tags_path]
+    paths += sorted((workspace.features_dir / "shards").glob("*.parquet"))
+    paths.append(workspace.root / "world" / "tracks.csv")
+    return fingerprint(paths, root=workspace.root, config=repr(config.to_dict()))
+
+
+def aggregate_seeds(runs: dict[int, dict], *, reference: str = "bow-linear") -> dict:
+    """One results dict from several seeds' `run_experiment` results: the first seed's
+    sizes and labels, `rows` with the mean and SE of each figure, `paired` (each model
+    minus `reference`, seed by seed, with its 95% interval) and every seed's rows."""
+    seeds = list(runs)
+    per_seed = {s: {r["model"]: (r["map"], r["auc"]) for r in runs[s]["rows"]} for s in seeds}
+    summary = summarise_seeds(per_seed)
+    first = runs[seeds[0]]
+    rows = []
+    for name, row in summary.items():
+        rows.append(
+            {
+                "model": name,
+                "map": row.map.mean,
+                "auc": row.auc.mean,
+                "map_se": row.map.se,
+                "auc_se": row.auc.se,
+                **({"reference": True} if name in REFERENCE_ROWS else {}),
+            }
+        )
+    paired = {}
+    if reference in summary and len(seeds) > 1:
+        for name, diff in paired_differences(per_seed, reference=reference).items():
+            if name in ("random", "upper bound", *REFERENCE_ROWS):
+                continue
+            paired[name] = {metric: asdict(getattr(diff, metric)) for metric in ("map", "auc")}
+    stages: dict[str, float] = {}
+    for seed in seeds:
+        for name, seconds in runs[seed].get("stages", {}).items():
+            stages[name] = round(stages.get(name, 0.0) + seconds, 2)
+    return {
+        **{
+            key: first[key]
+            for key in ("title", "k", "n_users", "n_songs", "n_cold_songs", "factors")
+        },
+        "n_users_evaluated": first["n_users_evaluated"],
+        "seeds": seeds,
+        "rows": rows,
+        "paired": paired,
+        "reference": reference,
+        "labels": first.get("labels", {}),
+        "skipped": first.get("skipped", []),
+        "stages": stages,
+        "per_seed": {str(seed): runs[seed]["rows"] for seed in seeds},
+        "config": first.get("config"),
+    }
+
+
+REFERENCE_ROWS = ("timbre ceiling", "audible ceiling")
+SIZES = ("title", "k", "n_users", "n_users_evaluated", "n_songs", "n_cold_songs", "factors")
+
+
+def _seeds_markdown(results: dict, labels: dict) -> str:
+    seeds, reference = results["seeds"], results["reference"]
+
+    def cell(mean: float, se: float) -> str:
+        return f"{mean:.4f} ± {se:.4f}"
+
+    def interval(d: dict) -> str:
+        return f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+
+    rows = []
+    for row in results["rows"]:
+        diff = results["paired"].get(row["model"])
+        rows.append(
+            [
+                row["model"],
+                labels.get(row["model"], ""),
+                cell(row["map"], row["map_se"]),
+                cell(row["auc"], row["auc_se"]),
+                interval(diff["map"]) if diff else "",
+                interval(diff["auc"]) if diff else "",
+            ]
+        )
+    k = results["k"]
+    header = ["Model", "", f"mAP@{k}", "AUC", f"mAP - {reference}", f"AUC - {reference}"]
+    text = (
+        f"## {results['title']}\n\n"
+        f"{results['n_users_evaluated']:,} users evaluated (of {results['n_users']:,}), "
+        f"{results['n_songs']:,} songs of which {results['n_cold_songs']:,} cold, "
+        f"{results['factors']} factors. Mean ± standard error over {len(seeds)} seeds "
+        f"({', '.join(map(str, seeds))}): each seed makes its own split, WMF start and "
+        f"training. Differences: paired by seed, from {reference}, with their 95% interval "
+        f"(Student's t, {len(seeds) - 1} degrees of freedom). Reference rows come from "
+        "the demo world's records, never from audio.\n\n"
+        + markdown_table(header, rows, numeric={2, 3, 4, 5})
+    )
+    if results.get("stages"):
+        stage_rows = [[name, f"{seconds:.1f}"] for name, seconds in results["stages"].items()]
+        text += "\n" + markdown_table(["Stage (all seeds)", "Seconds"], stage_rows, numeric={1})
     return text

@@ -14,8 +14,6 @@ fields where they exist (ABC's T:, R:, M:, K:, O:), else from the score.
 from __future__ import annotations
 
 import re
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -326,11 +324,3 @@ def parse_piece(ref: PieceRef) -> Piece:
         notes=notes,
         tempo_bpm=tempo,
     )
-
-
-def stable_hash(text: str) -> int:
-    """A hash that is the same in every process and Python version (not hash())."""
-    return zlib.crc32(text.encode())
-
-
-Parser = Callable[[PieceRef], Piece]

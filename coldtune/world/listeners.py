@@ -90,11 +90,6 @@ class Listeners:
     hidden_songs: dict[str, np.ndarray]
 
 
-def _standardise(x: np.ndarray) -> np.ndarray:
-    spread = x.std()
-    return (x - x.mean()) / (spread if spread > 0 else 1.0)
-
-
 def simulate_listeners(
     songs: dict[str, np.ndarray], config: ListenerConfig, rng: np.random.Generator
 ) -> Listeners:
