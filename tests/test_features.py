@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from coldtune.audio.features import (
+    CPU_FRAME_BLOCK,
     FeatureConfig,
     delta,
     hz_to_mel,
@@ -130,6 +131,25 @@ def test_mel_and_mfcc_are_the_two_features_frames_major(rng):
     mel, coefficients = mel_and_mfcc(y=y, config=FeatureConfig())
     np.testing.assert_allclose(mel, log_mel(y=y, sr=SR).T, atol=1e-4)
     np.testing.assert_allclose(coefficients, mfcc(y=y, sr=SR).T, atol=1e-3)
+
+
+def test_a_clip_of_many_blocks_equals_librosa(rng):
+    """15 s: 646 frames, so the CPU path's blocks of CPU_FRAME_BLOCK frames, the last one
+    short, and the filterbank over the whole clip are all held to librosa."""
+    y = music_like(rng, seconds=15.0)
+    assert FeatureConfig().frames(y.size) > 2 * CPU_FRAME_BLOCK
+    mel, coefficients = mel_and_mfcc(y=y, config=FeatureConfig())
+    S = librosa.power_to_db(
+        librosa.feature.melspectrogram(y=y, sr=SR, n_fft=1024, hop_length=512, n_mels=128)
+    )
+    M = librosa.feature.mfcc(S=S, n_mfcc=13)
+    assert mel.shape == (S.shape[1], 128) and coefficients.shape == (S.shape[1], 39)
+    np.testing.assert_allclose(mel.T, S, atol=DB_ATOL, rtol=0)
+    np.testing.assert_allclose(coefficients[:, :13].T, M, atol=DB_ATOL, rtol=0)
+    np.testing.assert_allclose(coefficients[:, 13:26].T, librosa.feature.delta(M), atol=DELTA_ATOL)
+    np.testing.assert_allclose(
+        coefficients[:, 26:].T, librosa.feature.delta(M, order=2), atol=DELTA_ATOL
+    )
 
 
 def test_log1p_compression_option(rng):

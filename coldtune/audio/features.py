@@ -168,24 +168,31 @@ def _window(n_fft: int, device: torch.device) -> torch.Tensor:
 
 @lru_cache(maxsize=32)
 def _dct_matrix(n_mels: int, n_mfcc: int, device: torch.device) -> torch.Tensor:
-    """Orthonormal DCT-II rows [shape=(n_mels, n_mfcc)], as scipy.fft.dct(norm='ortho')."""
+    """Orthonormal DCT-II rows [shape=(n_mels, n_mfcc)], as scipy.fft.dct(norm='ortho'),
+    then zero columns up to a multiple of 16: MKL's product with 16 columns measured
+    2.3x faster than with 13 (its narrow-matrix kernels come in widths of 16)."""
     n = np.arange(n_mels)
     k = np.arange(n_mfcc)
     basis = np.cos(np.pi / n_mels * (n[:, None] + 0.5) * k[None, :]) * np.sqrt(2.0 / n_mels)
     basis[:, 0] /= np.sqrt(2.0)
-    return torch.as_tensor(basis.astype(np.float32), device=device)
+    padded = np.zeros((n_mels, -(-n_mfcc // 16) * 16), np.float32)
+    padded[:, :n_mfcc] = basis
+    return torch.as_tensor(padded, device=device)
 
 
 # --------------------------------------------------------------------------- compression
 
 
 def _db(mel: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
-    """librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db): the clip's max sets the floor."""
-    log = torch.clamp(mel, min=1e-10).log10_().mul_(10.0)
+    """librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db), in place: the clip's max sets
+    the floor."""
+    floor: float | torch.Tensor = 1e-10
     if config.top_db is not None:
-        peak = log.amax(dim=(-2, -1), keepdim=True)
-        torch.maximum(log, peak - config.top_db, out=log)
-    return log
+        # max(10 log10 S, max(10 log10 S) - top_db) == 10 log10 max(S, max(S) 10^(-top_db/10)):
+        # the floor applied to the power, in the same pass as amin, instead of a pass after
+        peak = mel.amax(dim=(-2, -1), keepdim=True)
+        floor = peak.mul_(10.0 ** (-config.top_db / 10)).clamp_(min=1e-10)
+    return mel.clamp_(min=floor).log10_().mul_(10.0)
 
 
 def _log1p(mel: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
@@ -227,7 +234,10 @@ def _mel_power_frames(y: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     The STFT is written out (zero padding, overlapping frames as a strided view, a real
     FFT) rather than called as torch.stft: that returns (bins, frames), and every step
     after it wants frames-major rows, so its transpose would cost a strided pass over
-    the spectrum. On a CPU the frames go through in cache-sized blocks.
+    the spectrum. On a CPU the frames go through the window, the FFT and the power in
+    cache-sized blocks; the filterbank then runs once over the clip's power, 8 products
+    in all instead of 8 per block (each product has a fixed cost that small blocks pay
+    again and again).
     """
     n_fft, hop = config.n_fft, config.hop_length
     window = _window(n_fft, y.device)
@@ -236,14 +246,14 @@ def _mel_power_frames(y: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     frames = padded.unfold(-1, n_fft, hop)  # (..., frames, n_fft), a view
     n_frames = frames.shape[-2]
     block = n_frames if y.device.type != "cpu" else CPU_FRAME_BLOCK
-    out = y.new_empty((*frames.shape[:-1], config.n_mels))
+    power = y.new_empty((*frames.shape[:-1], n_fft // 2 + 1))
     for lo in range(0, n_frames, block):
         spectrum = torch.fft.rfft(frames[..., lo : lo + block, :] * window, dim=-1)
         squares = torch.view_as_real(spectrum).square_()  # (..., block, bins, 2)
         # |X|^2 = re^2 + im^2: one contiguous square, then a strided add, is 2-7x
         # faster on a CPU than abs() (a square root) or a sum over a last axis of 2
-        filterbank(squares[..., 0] + squares[..., 1], out=out[..., lo : lo + block, :])
-    return out
+        torch.add(squares[..., 0], squares[..., 1], out=power[..., lo : lo + block, :])
+    return filterbank(power)
 
 
 def _config(sr: int, **overrides) -> FeatureConfig:
@@ -258,13 +268,15 @@ def _log_mel_frames(y: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
 def _mfcc_frames(log_mel_frames: torch.Tensor, config: FeatureConfig, deltas: bool):
     """MFCCs [shape=(..., frames, n_mfcc)], with first and second differences after them
     on each frame [shape=(..., frames, 3 n_mfcc)] when `deltas`."""
-    coefficients = log_mel_frames @ _dct_matrix(
-        config.n_mels, config.n_mfcc, log_mel_frames.device
-    )  # (..., frames, n_mfcc)
+    n = config.n_mfcc
+    dct = _dct_matrix(config.n_mels, n, log_mel_frames.device)  # (n_mels, n rounded up)
+    coefficients = (log_mel_frames @ dct)[..., :n]  # (..., frames, n_mfcc), a view
     if not deltas:
-        return coefficients
-    differences = _deltas_frames(coefficients, orders=(1, 2))  # (..., frames, n_mfcc, 2)
-    return torch.cat([coefficients, differences[..., 0], differences[..., 1]], dim=-1)
+        return coefficients.contiguous()
+    out = log_mel_frames.new_empty((*log_mel_frames.shape[:-1], 3 * n))
+    out[..., :n] = coefficients
+    _deltas_frames(coefficients, orders=(1, 2), out=[out[..., n : 2 * n], out[..., 2 * n :]])
+    return out
 
 
 def log_mel(
@@ -320,11 +332,12 @@ def mel_and_mfcc(*, y: Array, config: FeatureConfig) -> tuple[Array, Array]:
     tensor, to_numpy = _as_tensor(y)
     with torch.inference_mode():
         mel = _mel_power_frames(tensor, config)
+        compressed = None
+        if config.compression != "db":  # before _db turns the power into decibels in place
+            compressed = COMPRESSIONS[config.compression](mel, config)
         db = _db(mel, config)
-        compressed = (
-            db if config.compression == "db" else COMPRESSIONS[config.compression](mel, config)
-        )
         coefficients = _mfcc_frames(db, config, deltas=True)
+        compressed = db if compressed is None else compressed
     return _back(compressed.contiguous(), to_numpy), _back(coefficients.contiguous(), to_numpy)
 
 
@@ -365,19 +378,35 @@ def _delta_kernels(width: int, orders: tuple[int, ...], device: torch.device, dt
     return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in (interior, head, tail))
 
 
-def _deltas_frames(data: torch.Tensor, *, orders: tuple[int, ...], width: int = 9):
-    """Differences of `orders` along the frames of data [shape=(..., frames, n)]
-    -> [shape=(..., frames, n, len(orders))], all orders in one pass."""
+def _deltas_frames(
+    data: torch.Tensor,
+    *,
+    orders: tuple[int, ...],
+    width: int = 9,
+    out: list[torch.Tensor] | None = None,
+) -> list[torch.Tensor]:
+    """Differences of `orders` along the frames of data [shape=(..., frames, n)], one
+    tensor [shape=(..., frames, n)] per order, written into `out` when given."""
     frames = data.shape[-2]
     if frames < width:
         raise ParameterError(f"need at least width={width} frames for deltas, got {frames}")
-    interior, head, tail = _delta_kernels(width, orders, data.device, data.dtype)
-    # the interior: each output is the kernels applied to the `width` frames around it,
-    # one product over a strided view (conv1d's start-up costs more on inputs this small)
-    middle = data.unfold(-2, width, 1) @ interior  # (..., frames - width + 1, n, K)
-    first = (head @ data[..., None, :width, :]).movedim(-3, -1)  # (..., width // 2, n, K)
-    last = (tail @ data[..., None, -width:, :]).movedim(-3, -1)
-    return torch.cat([first, middle, last], dim=-3)
+    half = width // 2
+    if out is None:
+        out = [torch.empty_like(data) for _ in orders]
+    _, head, tail = _delta_kernels(width, orders, data.device, data.dtype)
+    middle = frames - width + 1
+    for k, target in enumerate(out):
+        kernel = _savgol(width, orders[k])[0].tolist()  # Python floats: no device round trip
+        # the interior: a weighted sum of `width` shifted copies of the data, one fused
+        # multiply-add over contiguous rows each (an unfolded view would be copied first)
+        acc = target[..., half : frames - half, :]
+        torch.mul(data[..., :middle, :], kernel[0], out=acc)
+        for j in range(1, width):
+            if kernel[j] != 0.0:
+                acc.add_(data[..., j : j + middle, :], alpha=kernel[j])
+        target[..., :half, :] = head[k] @ data[..., :width, :]
+        target[..., frames - half :, :] = tail[k] @ data[..., frames - width :, :]
+    return out
 
 
 def delta(*, data: Array, order: int = 1, width: int = 9) -> Array:
@@ -388,6 +417,6 @@ def delta(*, data: Array, order: int = 1, width: int = 9) -> Array:
         raise ParameterError(f"order must be a positive integer, got {order!r}")
     tensor, to_numpy = _as_tensor(data)
     frames_major = tensor.unsqueeze(-1) if tensor.ndim == 1 else tensor.transpose(-1, -2)
-    out = _deltas_frames(frames_major, orders=(order,), width=width)[..., 0]
+    (out,) = _deltas_frames(frames_major, orders=(order,), width=width)
     out = out[..., 0] if tensor.ndim == 1 else out.transpose(-1, -2)
     return _back(out.contiguous(), to_numpy)
