@@ -101,6 +101,25 @@ def fft_alone(frames: torch.Tensor) -> None:
         torch.fft.rfft(frames[lo : lo + block], dim=-1)
 
 
+def stages(y: np.ndarray, config: FeatureConfig) -> dict[str, object]:
+    """coldtune's steps one by one, each on the output of the one before (precomputed)."""
+    signal = torch.from_numpy(y)
+    frames = windowed_frames(y, config)
+    filterbank = features._banded(config.sample_rate, config.n_fft, config.n_mels, frames.device)
+    with torch.inference_mode():
+        power = torch.fft.rfft(frames, dim=-1).abs().square()
+        mel = filterbank(power)
+        db = features._db(mel.clone(), config)
+    return {
+        "pad + window": lambda: windowed_frames(y, config),
+        "FFT": lambda: fft_alone(frames),
+        "pad to mel power (_mel_power_frames)": lambda: features._mel_power_frames(signal, config),
+        "  of which the filterbank alone": lambda: filterbank(power),
+        "dB (clamp, log10, floor)": lambda: features._db(mel.clone(), config),
+        "MFCC + deltas": lambda: features._mfcc_frames(db, config, deltas=True),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", type=int, default=8)
@@ -133,6 +152,10 @@ def main() -> None:
         for run in runs.values():  # warm caches (filterbanks, FFT plans, librosa's imports)
             run()
         medians = interleaved_medians(runs, args.repeats)
+        steps = stages(clips[0], config)
+        for run in steps.values():
+            run()
+        step_medians = interleaved_medians(steps, 5 * args.repeats)
     reference = medians["librosa"][0]
     print("\nlog-mel + 13 MFCC + deltas, one core:")
     for label, (seconds, times) in medians.items():
@@ -142,6 +165,10 @@ def main() -> None:
             f"({reference / seconds:.2f}x librosa; runs {1000 * min(times) / args.clips:.2f}-"
             f"{1000 * max(times) / args.clips:.2f} ms)"
         )
+
+    print(f"\ncoldtune's steps on one clip (median of {5 * args.repeats}):")
+    for label, (seconds, _) in step_medians.items():
+        print(f"  {label:<42} {1000 * seconds:5.2f} ms")
 
 
 if __name__ == "__main__":
