@@ -14,6 +14,7 @@ any pipeline that decodes with libsndfile.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.signal
 import soundfile as sf
 import soxr
 import torch
@@ -34,6 +36,8 @@ from coldtune.audio.decode import ClipConfig, decode_clip
 from coldtune.audio.features import FeatureConfig, log_mel, mel_and_mfcc
 
 SR = 22050
+REPO = Path(__file__).resolve().parent.parent
+SOXR_QUALITIES = ("VHQ", "HQ", "MQ", "LQ", "QQ")
 FILE_SECONDS = 40.0
 CLIP_SECONDS = 30.0
 # label -> (suffix, soundfile format, subtype, sample rate, channels)
@@ -104,61 +108,84 @@ def per_clip(args, paths: dict[str, Path]) -> None:
 
 
 def resampler_qualities(args, rng: np.random.Generator) -> None:
-    """soxr's qualities on a 44.1 kHz clip: time, and how far each lands from HQ."""
+    """soxr's qualities (and a polyphase filter) on a 44.1 kHz clip: time, and how far
+    each lands from HQ, in samples and in log-mel dB."""
     y = music_like(rng, CLIP_SECONDS, 44100)
     hq = soxr.resample(y, 44100, SR, quality="HQ")
     hq_mel = log_mel(y=hq, sr=SR)
-    qualities = ("VHQ", "HQ", "MQ", "LQ", "QQ")
-    runs = {q: lambda q=q: soxr.resample(y, 44100, SR, quality=q) for q in qualities}
+    resamplers = {q: lambda q=q: soxr.resample(y, 44100, SR, quality=q) for q in SOXR_QUALITIES}
+    # a polyphase filter (a Kaiser-windowed FIR applied at the lower rate), for comparison
+    resamplers["polyphase"] = lambda: scipy.signal.resample_poly(y, 1, 2).astype(np.float32)
     with threadpool_limits(1), torch.inference_mode():
-        medians = interleaved_medians(runs, args.repeats)
-    print("\nsoxr 44.1 -> 22.05 kHz of a 30 s clip, one core; difference from HQ:")
-    for q in qualities:
-        out = soxr.resample(y, 44100, SR, quality=q)
+        medians = interleaved_medians(resamplers, args.repeats)
+    print("\n44.1 -> 22.05 kHz of a 30 s clip, one core; difference from soxr HQ:")
+    for q, resample in resamplers.items():
+        out = resample()
         error = out - hq
         mel_db = np.abs(log_mel(y=out, sr=SR) - hq_mel)
         if not error.any():
-            print(f"  {q:<4} {1000 * medians[q][0]:5.2f} ms  (the reference)")
+            print(f"  {q:<9} {1000 * medians[q][0]:5.2f} ms  (the reference)")
             continue
         relative_db = 10 * np.log10(np.mean(error**2) / np.mean(hq**2))
         print(
-            f"  {q:<4} {1000 * medians[q][0]:5.2f} ms  samples: max |diff| "
+            f"  {q:<9} {1000 * medians[q][0]:5.2f} ms  samples: max |diff| "
             f"{np.abs(error).max():.1e}, error {relative_db:6.1f} dB re signal;  "
             f"log-mel: max {mel_db.max():6.3f} dB, mean {mel_db.mean():.4f} dB"
         )
 
 
+def package_at(revision: str, folder: Path) -> Path:
+    """The coldtune package as it was at a git revision, unpacked under folder."""
+    folder.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", revision, "coldtune"], cwd=REPO, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
 def extraction(args, rng: np.random.Generator, folder: Path) -> None:
-    """`coldtune audio extract` (the command, start-up included) on mixed-format clips."""
+    """`coldtune audio extract` (the command, start-up included) on mixed-format clips,
+    today's coldtune and, with --before, the one at that revision, in alternate runs."""
     clips = folder / "clips"
     clips.mkdir()
     labels = ["mp3 44.1 kHz stereo", "ogg/vorbis 44.1 kHz stereo", "flac 44.1 kHz stereo"]
     for i in range(args.store_clips):
         label = labels[i % len(labels)]
         write_clip(clips / f"TR{i:06d}.{FORMATS[label][0]}", rng, label)
-    # the `coldtune` command, run by this interpreter: the same coldtune as the rest here
+    # the `coldtune` command, run by this interpreter, with coldtune found first on the
+    # path given: today's (where this script imports it from) or the earlier revision's
     coldtune = [sys.executable, "-c", "from coldtune.cli import app; app()"]
-    times = []
+    versions = {"coldtune": Path(__import__("coldtune").__file__).parent.parent}
+    if args.before:
+        versions[f"coldtune at {args.before}"] = package_at(args.before, folder / "before")
+    times: dict[str, list[float]] = {name: [] for name in versions}
     for repeat in range(args.store_repeats):
-        workspace = folder / f"W{repeat}"
-        start = time.perf_counter()
-        done = subprocess.run(
-            [*coldtune, "audio", "extract", str(clips), "--workspace", str(workspace)]
-            + ["--workers", str(args.workers)],
-            capture_output=True,
-            text=True,
-        )
-        times.append(time.perf_counter() - start)
-        if done.returncode != 0:
-            raise SystemExit(f"coldtune audio extract failed:\n{done.stdout}{done.stderr}")
-        shutil.rmtree(workspace)
-    seconds = statistics.median(times)
+        for name, root in versions.items():
+            workspace = folder / f"W{repeat}"
+            environment = {**os.environ, "PYTHONPATH": str(root)}
+            start = time.perf_counter()
+            done = subprocess.run(
+                [*coldtune, "audio", "extract", str(clips), "--workspace", str(workspace)]
+                + ["--workers", str(args.workers)],
+                capture_output=True,
+                text=True,
+                env=environment,
+            )
+            times[name].append(time.perf_counter() - start)
+            if done.returncode != 0:
+                raise SystemExit(f"{name} audio extract failed:\n{done.stdout}{done.stderr}")
+            shutil.rmtree(workspace)
     print(
-        f"\ncoldtune audio extract --workers {args.workers}: {args.store_clips} clips "
-        f"(mp3, ogg, flac in turn, 44.1 kHz stereo, 40 s files): {args.store_clips / seconds:.1f}"
-        f" clips/s, {seconds:.1f} s in all, start-up included "
-        f"(median of {len(times)}: {', '.join(f'{t:.1f}' for t in times)} s)"
+        f"\ncoldtune audio extract --workers {args.workers}, {args.store_clips} clips (mp3, "
+        "ogg, flac in turn, 44.1 kHz stereo, 40 s files), start-up included:"
     )
+    for name, runs in times.items():
+        seconds = statistics.median(runs)
+        print(
+            f"  {name:<22} {args.store_clips / seconds:5.1f} clips/s, {seconds:5.1f} s in all "
+            f"(median of {len(runs)}: {', '.join(f'{t:.1f}' for t in runs)} s)"
+        )
 
 
 def main() -> None:
