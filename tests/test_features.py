@@ -8,6 +8,7 @@ import torch
 from coldtune.audio.features import (
     CPU_FRAME_BLOCK,
     FeatureConfig,
+    _frames,
     delta,
     hz_to_mel,
     log_mel,
@@ -159,6 +160,18 @@ def test_log1p_compression_option(rng):
     np.testing.assert_allclose(ours, np.log1p(10_000 * power), rtol=1e-4, atol=1e-4)
     mel, _ = mel_and_mfcc(y=y, config=FeatureConfig(compression="log1p"))
     np.testing.assert_allclose(mel.T, ours, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_fft,hop", [(1024, 512), (512, 128), (255, 100), (256, 300)])
+@pytest.mark.parametrize("n", [200, 511, 512, 513, 1023, 1024, 1025, 1500, 5000])
+def test_frames_equal_those_of_the_whole_signal_zero_padded(rng, n, n_fft, hop):
+    y = torch.from_numpy(rng.standard_normal((2, n)).astype(np.float32))
+    padded = torch.nn.functional.pad(y, (n_fft // 2, n_fft // 2))  # the slow reference
+    if padded.shape[-1] < n_fft:
+        return
+    pieces = _frames(y, n_fft, hop)
+    assert len(pieces) <= 3
+    torch.testing.assert_close(torch.cat(pieces, dim=-2), padded.unfold(-1, n_fft, hop))
 
 
 def test_frame_count_of_centred_frames():
