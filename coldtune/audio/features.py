@@ -299,12 +299,14 @@ def _mfcc_frames(log_mel_frames: torch.Tensor, config: FeatureConfig, deltas: bo
     on each frame [shape=(..., frames, 3 n_mfcc)] when `deltas`."""
     n = config.n_mfcc
     dct = _dct_matrix(config.n_mels, n, log_mel_frames.device)  # (n_mels, n rounded up)
-    coefficients = (log_mel_frames @ dct)[..., :n]  # (..., frames, n_mfcc), a view
+    padded = log_mel_frames @ dct  # (..., frames, n rounded up), zeros after n
     if not deltas:
-        return coefficients.contiguous()
+        return padded[..., :n].contiguous()
     out = log_mel_frames.new_empty((*log_mel_frames.shape[:-1], 3 * n))
-    out[..., :n] = coefficients
-    _deltas_frames(coefficients, orders=(1, 2), out=[out[..., n : 2 * n], out[..., 2 * n :]])
+    # the differences of the padded columns too: contiguous rows are faster to add than
+    # the 13 of every 16 a slice would leave
+    for i, part in enumerate([padded, *_deltas_frames(padded, orders=(1, 2))]):
+        out[..., i * n : (i + 1) * n] = part[..., :n]
     return out
 
 
@@ -407,34 +409,30 @@ def _delta_kernels(width: int, orders: tuple[int, ...], device: torch.device, dt
     return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in (interior, head, tail))
 
 
-def _deltas_frames(
-    data: torch.Tensor,
-    *,
-    orders: tuple[int, ...],
-    width: int = 9,
-    out: list[torch.Tensor] | None = None,
-) -> list[torch.Tensor]:
+def _deltas_frames(data: torch.Tensor, *, orders: tuple[int, ...], width: int = 9):
     """Differences of `orders` along the frames of data [shape=(..., frames, n)], one
-    tensor [shape=(..., frames, n)] per order, written into `out` when given."""
+    tensor [shape=(..., frames, n)] per order."""
     frames = data.shape[-2]
     if frames < width:
         raise ParameterError(f"need at least width={width} frames for deltas, got {frames}")
     half = width // 2
-    if out is None:
-        out = [torch.empty_like(data) for _ in orders]
-    _, head, tail = _delta_kernels(width, orders, data.device, data.dtype)
     middle = frames - width + 1
-    for k, target in enumerate(out):
-        kernel = _savgol(width, orders[k])[0].tolist()  # Python floats: no device round trip
+    _, head, tail = _delta_kernels(width, orders, data.device, data.dtype)
+    data = data.contiguous()  # so every shifted copy below is one contiguous run
+    out = []
+    for k, order in enumerate(orders):
+        kernel = _savgol(width, order)[0].tolist()  # Python floats: no device round trip
+        differences = torch.empty_like(data)
         # the interior: a weighted sum of `width` shifted copies of the data, one fused
-        # multiply-add over contiguous rows each (an unfolded view would be copied first)
-        acc = target[..., half : frames - half, :]
-        torch.mul(data[..., :middle, :], kernel[0], out=acc)
+        # multiply-add each (a product over an unfolded view would copy the data first)
+        interior = differences[..., half : frames - half, :]
+        torch.mul(data[..., :middle, :], kernel[0], out=interior)
         for j in range(1, width):
             if kernel[j] != 0.0:
-                acc.add_(data[..., j : j + middle, :], alpha=kernel[j])
-        target[..., :half, :] = head[k] @ data[..., :width, :]
-        target[..., frames - half :, :] = tail[k] @ data[..., frames - width :, :]
+                interior.add_(data[..., j : j + middle, :], alpha=kernel[j])
+        differences[..., :half, :] = head[k] @ data[..., :width, :]
+        differences[..., frames - half :, :] = tail[k] @ data[..., frames - width :, :]
+        out.append(differences)
     return out
 
 
