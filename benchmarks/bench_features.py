@@ -1,6 +1,6 @@
 """Audio features of 30 s clips on one core: coldtune (torch) vs librosa, and the FFT alone.
 
-    cd benchmarks; python bench_features.py --clips 8 --repeats 15 --before HEAD~3
+    cd benchmarks; python bench_features.py --clips 8 --repeats 31 --before REV
 
 "librosa" is the pair computed the efficient way a careful user would write it (one
 STFT; MFCCs from the same log-mel):
