@@ -1,34 +1,38 @@
-"""Audio features: coldtune (torch) vs librosa on 30 s clips, one core; decode + features
-from compressed files; extraction into the feature store with worker processes.
+"""Audio features of 30 s clips on one core: coldtune (torch) vs librosa, and the FFT alone.
 
-    python benchmarks/bench_features.py --clips 8 --repeats 5
+    cd benchmarks; python bench_features.py --clips 8 --repeats 31 --before REV
 
 "librosa" is the pair computed the efficient way a careful user would write it (one
 STFT; MFCCs from the same log-mel):
     S = power_to_db(melspectrogram(y, sr, n_fft=1024, hop_length=512, n_mels=128))
     M = mfcc(S=S, n_mfcc=13); delta(M); delta(M, order=2)
 "librosa, as documented" computes mfcc(y=...) from the signal, a second STFT.
+"FFT alone" is the real FFT of the clip's already windowed frames, in the blocks that
+coldtune uses: the part of the work no rearrangement removes, so the limit of any
+implementation built on the same FFT. `--before REV` adds coldtune's features as they
+were at a git revision, timed in the same rounds. Decoding: bench_decode.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
+import importlib.util
+import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
-import soundfile as sf
 import torch
 from common import command, interleaved_medians, machine
 from threadpoolctl import threadpool_limits
 
-from coldtune.audio.decode import ClipConfig, decode_clip
+from coldtune.audio import features
 from coldtune.audio.features import FeatureConfig, mel_and_mfcc
 
 SR = 22050
+REPO = Path(__file__).resolve().parent.parent
 
 
 def music_like(rng: np.random.Generator, seconds: float, sr: int) -> np.ndarray:
@@ -44,6 +48,22 @@ def music_like(rng: np.random.Generator, seconds: float, sr: int) -> np.ndarray:
         for h in range(1, 6):
             y[seg] += 0.2 / h * envelope * np.sin(2 * np.pi * f0 * h * t[seg])
     return y.astype(np.float32)
+
+
+def module_at(revision: str, path: str) -> ModuleType:
+    """The module at `path` (e.g. coldtune/audio/features.py) as it was at a git revision,
+    imported under a name of its own beside today's."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:{path}"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    name = "before_" + Path(path).stem
+    folder = Path(tempfile.mkdtemp(prefix="coldtune-before-"))
+    (folder / f"{name}.py").write_text(source)
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
 
 
 def librosa_pair(y: np.ndarray) -> None:
@@ -68,106 +88,87 @@ def librosa_documented(y: np.ndarray) -> None:
     librosa.feature.delta(M, order=2)
 
 
+def windowed_frames(y: np.ndarray, config: FeatureConfig) -> torch.Tensor:
+    """The clip's centred, Hann-windowed frames [shape=(frames, n_fft)], as coldtune's STFT."""
+    padded = torch.nn.functional.pad(torch.from_numpy(y), (config.n_fft // 2, config.n_fft // 2))
+    frames = padded.unfold(-1, config.n_fft, config.hop_length)
+    return (frames * features._window(config.n_fft, frames.device)).contiguous()
+
+
+def fft_alone(frames: torch.Tensor) -> None:
+    block = features.CPU_FRAME_BLOCK
+    for lo in range(0, frames.shape[0], block):
+        torch.fft.rfft(frames[lo : lo + block], dim=-1)
+
+
+def stages(y: np.ndarray, config: FeatureConfig) -> dict[str, object]:
+    """coldtune's steps one by one, each on the output of the one before (precomputed)."""
+    signal = torch.from_numpy(y)
+    frames = windowed_frames(y, config)
+    filterbank = features._banded(config.sample_rate, config.n_fft, config.n_mels, frames.device)
+    with torch.inference_mode():
+        power = torch.fft.rfft(frames, dim=-1).abs().square()
+        mel = filterbank(power)
+        db = features._db(mel.clone(), config)
+    return {
+        "pad + window": lambda: windowed_frames(y, config),
+        "FFT": lambda: fft_alone(frames),
+        "pad to mel power (_mel_power_frames)": lambda: features._mel_power_frames(signal, config),
+        "  of which the filterbank alone": lambda: filterbank(power),
+        "dB (clamp, log10, floor)": lambda: features._db(mel.clone(), config),
+        "MFCC + deltas": lambda: features._mfcc_frames(db, config, deltas=True),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--store-clips", type=int, default=64)
+    parser.add_argument("--before", help="also time coldtune's features at this git revision")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     clips = [music_like(rng, args.seconds, SR) for _ in range(args.clips)]
     config = FeatureConfig()
-    print(f"# {command()}\n# {machine()}")
+    print(f"# {command()}\n# {machine()}, torch {torch.__version__}, 1 thread")
     print(f"{args.clips} clips of {args.seconds:g} s; median of {args.repeats} interleaved runs")
 
-    # ---- features alone, one core
+    runs = {
+        "librosa": lambda: [librosa_pair(y) for y in clips],
+        "librosa, as documented": lambda: [librosa_documented(y) for y in clips],
+    }
+    if args.before:
+        before = module_at(args.before, "coldtune/audio/features.py")
+        before_config = before.FeatureConfig()
+        runs[f"coldtune at {args.before}"] = lambda: [
+            before.mel_and_mfcc(y=y, config=before_config) for y in clips
+        ]
+    runs["coldtune"] = lambda: [mel_and_mfcc(y=y, config=config) for y in clips]
+    frames = [windowed_frames(y, config) for y in clips]
+    runs["FFT alone (the limit)"] = lambda: [fft_alone(f) for f in frames]
+
     torch.set_num_threads(1)
-    with threadpool_limits(1):
-        for y in clips[:2]:  # warm caches (filterbanks, FFT plans, librosa's imports)
-            librosa_pair(y)
-            mel_and_mfcc(y=y, config=config)
-        medians = interleaved_medians(
-            {
-                "librosa": lambda: [librosa_pair(y) for y in clips],
-                "librosa, as documented": lambda: [librosa_documented(y) for y in clips],
-                "coldtune": lambda: [mel_and_mfcc(y=y, config=config) for y in clips],
-            },
-            args.repeats,
-        )
+    with threadpool_limits(1), torch.inference_mode():
+        for run in runs.values():  # warm caches (filterbanks, FFT plans, librosa's imports)
+            run()
+        medians = interleaved_medians(runs, args.repeats)
+        steps = stages(clips[0], config)
+        for run in steps.values():
+            run()
+        step_medians = interleaved_medians(steps, 5 * args.repeats)
     reference = medians["librosa"][0]
     print("\nlog-mel + 13 MFCC + deltas, one core:")
-    for label, (seconds, _) in medians.items():
+    for label, (seconds, times) in medians.items():
         per_clip = seconds / args.clips
         print(
-            f"  {label:<24} {1000 * per_clip:7.1f} ms/clip  {1 / per_clip:7.1f} clips/s  "
-            f"({reference / seconds:.1f}x librosa)"
+            f"  {label:<26} {1000 * per_clip:6.2f} ms/clip  {1 / per_clip:7.1f} clips/s  "
+            f"({reference / seconds:.2f}x librosa; runs {1000 * min(times) / args.clips:.2f}-"
+            f"{1000 * max(times) / args.clips:.2f} ms)"
         )
 
-    # ---- decode + resample + features, one core, from compressed files
-    print("\ndecode + resample to 22,050 Hz mono + both features, one core:")
-    formats = {
-        "ogg/vorbis 44.1 kHz stereo": ("ogg", "OGG", "VORBIS", 44100),
-        "mp3 44.1 kHz stereo": ("mp3", "MP3", "MPEG_LAYER_III", 44100),
-        "opus 48 kHz stereo": ("opus", "OGG", "OPUS", 48000),
-        "flac 44.1 kHz stereo": ("flac", "FLAC", "PCM_16", 44100),
-        "wav 22.05 kHz mono": ("wav", "WAV", "PCM_16", 22050),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for label, (suffix, file_format, subtype, sr) in formats.items():
-            audio = music_like(rng, args.seconds + 10, sr)
-            channels = 1 if label.endswith("mono") else 2
-            data = np.stack([audio] * channels, axis=1) if channels == 2 else audio
-            paths[label] = Path(tmp) / f"clip.{suffix}"
-            sf.write(paths[label], 0.5 * data, sr, format=file_format, subtype=subtype)
-        clip_config = ClipConfig(seconds=args.seconds)
-
-        def ours(path):
-            mel_and_mfcc(y=decode_clip(path, clip_config), config=config)
-
-        def theirs(path):
-            import librosa
-
-            y, _ = librosa.load(path, sr=SR, mono=True, offset=5.0, duration=args.seconds)
-            librosa_pair(y)
-
-        with threadpool_limits(1):
-            runs = {}
-            for label, path in paths.items():
-                runs[f"coldtune {label}"] = lambda path=path: ours(path)
-                runs[f"librosa  {label}"] = lambda path=path: theirs(path)
-            for run in runs.values():
-                run()
-            medians = interleaved_medians(runs, args.repeats)
-        for label, (seconds, _) in medians.items():
-            print(f"  {label:<38} {seconds:6.3f} s/clip  {args.seconds / seconds:6.0f}x realtime")
-
-        # ---- the feature store, all cores
-        from coldtune.audio.store import extract
-
-        store_dir = Path(tmp) / "clips"
-        store_dir.mkdir()
-        sources = list(paths.values())
-        for i in range(args.store_clips):
-            source = sources[i % len(sources)]
-            os.link(source, store_dir / f"TR{i:06d}{source.suffix}")
-        workers = os.cpu_count() or 1
-        times = []
-        for repeat in range(max(1, args.repeats // 2)):
-            start = time.perf_counter()
-            summary = extract(
-                store_dir, Path(tmp) / f"features{repeat}", workers=workers, clips_per_shard=16
-            )
-            times.append(time.perf_counter() - start)
-            assert summary.extracted == args.store_clips, summary
-        seconds = statistics.median(times)
-        print(
-            f"\ncoldtune audio extract, {args.store_clips} mixed-format clips, {workers} "
-            f"processes: {args.store_clips / seconds:.1f} clips/s "
-            f"({seconds / args.store_clips * workers:.3f} s per clip per core, "
-            f"start-up included; median of {len(times)})"
-        )
+    print(f"\ncoldtune's steps on one clip (median of {5 * args.repeats}):")
+    for label, (seconds, _) in step_medians.items():
+        print(f"  {label:<42} {1000 * seconds:5.2f} ms")
 
 
 if __name__ == "__main__":

