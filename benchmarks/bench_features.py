@@ -105,7 +105,7 @@ def stages(y: np.ndarray, config: FeatureConfig) -> dict[str, object]:
     """coldtune's steps one by one, each on the output of the one before (precomputed)."""
     signal = torch.from_numpy(y)
     frames = windowed_frames(y, config)
-    filterbank = features._banded(config.sample_rate, config.n_fft, config.n_mels, frames.device)
+    filterbank = features._banded(config.sr, config.n_fft, config.n_mels, frames.device)
     with torch.inference_mode():
         power = torch.fft.rfft(frames, dim=-1).abs().square()
         mel = filterbank(power)

@@ -184,7 +184,7 @@ def test_min_seconds_is_a_parameter(tmp_path):
     [
         (ClipConfig(position="end"), "position"),
         (ClipConfig(seconds=0), "seconds"),
-        (ClipConfig(sample_rate=0), "sample_rate"),
+        (ClipConfig(sr=0), "sr"),
     ],
 )
 def test_bad_clip_config_is_named(config, name):

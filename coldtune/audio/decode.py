@@ -43,15 +43,15 @@ class ClipConfig:
     min_seconds : shorter clips are rejected; 3 s is one window of the CNN (section 4.2).
     """
 
-    sample_rate: int = 22050
+    sr: int = 22050
     seconds: float = 30.0
     position: str = "middle"
     min_seconds: float = 3.0
 
     def validate(self) -> ClipConfig:
-        if not (isinstance(self.sample_rate, int | np.integer) and self.sample_rate > 0):
+        if not (isinstance(self.sr, int | np.integer) and self.sr > 0):
             raise ParameterError(
-                f"sample_rate must be a positive integer, got {self.sample_rate!r}"
+                f"sr must be a positive integer, got {self.sr!r}"
             )
         if not self.seconds > 0:
             raise ParameterError(f"seconds must be > 0, got {self.seconds!r}")
@@ -148,7 +148,7 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 
 
 def decode_clip(path: str | Path, config: ClipConfig = ClipConfig()) -> np.ndarray:
-    """The clip of `path` as float32 mono at config.sample_rate [shape=(n_samples,)].
+    """The clip of `path` as float32 mono at config.sr [shape=(n_samples,)].
 
     Raises ClipRejected (with the reason) for a file that is missing, empty, not audio,
     corrupt or truncated, silent, non-finite, or shorter than config.min_seconds.
@@ -191,6 +191,6 @@ def decode_clip(path: str | Path, config: ClipConfig = ClipConfig()) -> np.ndarr
     if peak < SILENCE_PEAK:
         level = "digital silence" if peak == 0 else f"peak {20 * np.log10(peak):.0f} dBFS"
         raise ClipRejected(f"silent ({level})")
-    if rate != config.sample_rate:
-        mono = soxr.resample(mono, rate, config.sample_rate, quality="HQ")
+    if rate != config.sr:
+        mono = soxr.resample(mono, rate, config.sr, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)

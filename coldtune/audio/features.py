@@ -42,7 +42,7 @@ Array = np.ndarray | torch.Tensor
 class FeatureConfig:
     """How clips become features; saved beside a feature store (config.json)."""
 
-    sample_rate: int = 22050
+    sr: int = 22050
     n_fft: int = 1024
     hop_length: int = 512
     n_mels: int = 128
@@ -52,7 +52,7 @@ class FeatureConfig:
     log1p_scale: float = 10_000.0  # "log1p": log(1 + scale * S)
 
     def validate(self) -> FeatureConfig:
-        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "n_mfcc"):
+        for name in ("sr", "n_fft", "hop_length", "n_mels", "n_mfcc"):
             value = getattr(self, name)
             if not (isinstance(value, int | np.integer) and value >= 1):
                 raise ParameterError(f"{name} must be a positive integer, got {value!r}")
@@ -73,7 +73,7 @@ class FeatureConfig:
 
     @property
     def frames_per_second(self) -> float:
-        return self.sample_rate / self.hop_length
+        return self.sr / self.hop_length
 
 
 # --------------------------------------------------------------------------- mel filterbank
@@ -268,7 +268,7 @@ def _mel_power_frames(y: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     """
     n_fft, hop = config.n_fft, config.hop_length
     window = _window(n_fft, y.device)
-    filterbank = _banded(config.sample_rate, n_fft, config.n_mels, y.device)
+    filterbank = _banded(config.sr, n_fft, config.n_mels, y.device)
     pieces = _frames(y, n_fft, hop)
     n_frames = sum(frames.shape[-2] for frames in pieces)
     power = y.new_empty((*y.shape[:-1], n_frames, n_fft // 2 + 1))
@@ -287,7 +287,7 @@ def _mel_power_frames(y: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
 
 
 def _config(sr: int, **overrides) -> FeatureConfig:
-    return FeatureConfig(sample_rate=int(sr), **overrides).validate()
+    return FeatureConfig(sr=int(sr), **overrides).validate()
 
 
 def _log_mel_frames(y: torch.Tensor, config: FeatureConfig) -> torch.Tensor:

@@ -197,10 +197,10 @@ class ExtractConfig:
     def validate(self) -> ExtractConfig:
         self.clip.validate()
         self.features.validate()
-        if self.clip.sample_rate != self.features.sample_rate:
+        if self.clip.sr != self.features.sr:
             raise ParameterError(
-                f"the clip's sample rate ({self.clip.sample_rate}) must equal the features' "
-                f"({self.features.sample_rate})"
+                f"the clip's sample rate ({self.clip.sr}) must equal the features' "
+                f"({self.features.sr})"
             )
         return self
 
@@ -209,7 +209,12 @@ class ExtractConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ExtractConfig:
-        return cls(ClipConfig(**data["clip"]), FeatureConfig(**data["features"]))
+        # stores extracted before coldtune named the rate `sr` (as librosa) say sample_rate
+        clip, features = (
+            {("sr" if k == "sample_rate" else k): v for k, v in data[part].items()}
+            for part in ("clip", "features")
+        )
+        return cls(ClipConfig(**clip), FeatureConfig(**features))
 
 
 @dataclass

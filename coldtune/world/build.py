@@ -88,7 +88,7 @@ class WorldConfig:
     users: int = 20000
     seed: int = 0
     seconds: float = 30.0
-    sample_rate: int = 22050
+    sr: int = 22050
     listeners: ListenerConfig = field(default_factory=ListenerConfig)
 
     def to_dict(self) -> dict:
@@ -246,8 +246,8 @@ def _init_worker() -> None:
     warnings.filterwarnings("ignore")  # music21 warns per odd ABC field; reasons are kept
 
 
-def _render_task(jobs: list[ClipJob], seconds: float, sample_rate: int) -> int:
-    render_clips(jobs, seconds=seconds, sample_rate=sample_rate)
+def _render_task(jobs: list[ClipJob], seconds: float, sr: int) -> int:
+    render_clips(jobs, seconds=seconds, sr=sr)
     return len(jobs)
 
 
@@ -555,7 +555,7 @@ def build_world(
                 rendering, beat = plan.renderings[i]
                 jobs.append(ClipJob(piece.notes, rendering, str(path), beat))
         calls = [
-            (_render_task, (jobs[lo : lo + BATCH], config.seconds, config.sample_rate))
+            (_render_task, (jobs[lo : lo + BATCH], config.seconds, config.sr))
             for lo in range(0, len(jobs), BATCH)
         ]
         _run(pool, calls, "render", on_progress, sizes=[len(args[0]) for _, args in calls])

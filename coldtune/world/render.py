@@ -105,17 +105,17 @@ GAP_S = 3.0
 
 
 def render_clips(
-    jobs: list[ClipJob], *, seconds: float = 30.0, sample_rate: int = 22050
+    jobs: list[ClipJob], *, seconds: float = 30.0, sr: int = 22050
 ) -> list[float]:
     """Render each job's `seconds` of looped notes to an ogg/vorbis file (atomically),
     in runs of BATCH songs. Returns each clip's RMS level in dBFS."""
     levels = []
     for lo in range(0, len(jobs), BATCH):
-        levels.extend(_render_batch(jobs[lo : lo + BATCH], seconds, sample_rate))
+        levels.extend(_render_batch(jobs[lo : lo + BATCH], seconds, sr))
     return levels
 
 
-def _render_batch(jobs: list[ClipJob], seconds: float, sample_rate: int) -> list[float]:
+def _render_batch(jobs: list[ClipJob], seconds: float, sr: int) -> list[float]:
     import pretty_midi
 
     binary, soundfont = fluidsynth_binary(), soundfont_path()
@@ -129,7 +129,7 @@ def _render_batch(jobs: list[ClipJob], seconds: float, sample_rate: int) -> list
         midi_path, wav_path = Path(tmp) / "clips.mid", Path(tmp) / "clips.wav"
         midi.write(str(midi_path))
         result = subprocess.run(
-            [binary, "-ni", "-q", "-F", str(wav_path), "-T", "wav", "-r", str(sample_rate),
+            [binary, "-ni", "-q", "-F", str(wav_path), "-T", "wav", "-r", str(sr),
              "-g", "0.5", str(soundfont), str(midi_path)],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
@@ -170,9 +170,9 @@ def render_clip(
     out: str | os.PathLike,
     *,
     seconds: float = 30.0,
-    sample_rate: int = 22050,
+    sr: int = 22050,
     beat: float = 1.0,
 ) -> float:
     """Render one clip (see render_clips); returns its RMS level in dBFS."""
     job = ClipJob(notes, rendering, str(out), beat)
-    return render_clips([job], seconds=seconds, sample_rate=sample_rate)[0]
+    return render_clips([job], seconds=seconds, sr=sr)[0]
