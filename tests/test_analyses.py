@@ -155,3 +155,22 @@ def test_the_report_shows_every_section_and_reuses_fresh_analyses(
     assert "data:image/png;base64," in page and "href='map/map.html'" in page
     assert page.count("<ol>") == 2 * 5  # five queries, two columns of neighbours
     assert "BoW-PCA audio features" in page
+
+
+def test_training_reads_the_warm_songs_plays_only(small_workspace):
+    """What every content model learns from: no cold song, and exactly the training
+    plays of the warm songs (a cold song's plays never reach a model)."""
+    from coldtune.data.plays import load_interactions
+    from coldtune.data.splits import load_split
+
+    songs = training_set(small_workspace)
+    interactions = load_interactions(small_workspace)
+    split = load_split(small_workspace, interactions)
+    cold = set(interactions.song_ids[split.cold_songs])
+    assert not cold & set(songs.training.song_ids) and set(songs.cold_ids) == cold
+    warm = list(interactions.song_ids[split.warm_songs])
+    columns = [warm.index(song) for song in songs.training.song_ids]
+    plays = split.training_plays(interactions.matrix)[:, columns]
+    confidence = songs.training.confidence
+    assert confidence.shape == plays.shape
+    assert (confidence.indices == plays.indices).all() and confidence.nnz == plays.nnz
