@@ -29,9 +29,9 @@ def test_hand_computed_example():
 
 
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("method", ["count", "sign", "sort"])
+@pytest.mark.parametrize("method", ["compare", "search"])
 def test_equal_to_scikit_learn(rng, ties, method, monkeypatch):
-    monkeypatch.setattr(metrics, "_auc_method", lambda scores, positives: method)
+    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
     for _ in range(150):
         n_users, n_songs = rng.integers(1, 6), rng.integers(2, 80)
         if ties:
