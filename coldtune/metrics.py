@@ -24,7 +24,7 @@ from coldtune.errors import ParameterError
 _BLOCK_ELEMENTS = 1 << 24  # users per block = this // n_songs: bounds temporary memory
 # (users x relevant songs x songs) per comparing pass: a few MiB, so each pass works
 # in the CPU's cache; a GPU gets one pass per block.
-_CHUNK_ELEMENTS = {"cpu": 1 << 20}
+_CHUNK_ELEMENTS = 1 << 20
 _GPU_CHUNK_ELEMENTS = 1 << 27
 # relevant songs per user above which one binary search per score (cost ~ log P) beats
 # one comparison per (score, relevant song) (cost ~ P) on a CPU; torch.searchsorted is
@@ -147,6 +147,8 @@ def ap_and_auc(
     Returns two (B,) float64 tensors on the scores' device.
     """
     k = _checked_k(k)
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        scores = scores.float()  # exact, and sums of +-1 stay exact
     B, N = scores.shape
     n_pos = positives.count
     # Relevant scores s_j in descending order, padding last; `valid` marks real ones.
@@ -183,12 +185,15 @@ def ap_and_auc(
 def _relevant_counts(
     scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor, n_pos: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(D, e) [shape=(B, P)] float64 for `ap_and_auc`; users go in chunks of similar P."""
+    """(D, e) [shape=(B, P)] float64 for `ap_and_auc`.
+
+    D_j for every relevant song; e_j wherever song j may reach the top k, NaN elsewhere
+    (there g_j >= k for sure). Users go in groups of similar P, so little is padding.
+    """
     B, N = scores.shape
     counts = n_pos.cpu().numpy()
-    order = np.argsort(counts, kind="stable")
-    if np.any(order != np.arange(B)):  # the protocol hands users in this order already
-        perm = torch.from_numpy(order).to(scores.device)
+    if np.any(np.diff(counts) < 0):  # the protocol hands users in this order already
+        perm = torch.from_numpy(np.argsort(counts, kind="stable")).to(scores.device)
         sign_sum, equal = _relevant_counts(
             scores[perm], relevant[perm], valid[perm], n_pos[perm], k
         )
@@ -197,68 +202,73 @@ def _relevant_counts(
         return sign_sum[inverse], equal[inverse]
     sign_sum = torch.zeros(relevant.shape, dtype=torch.float64, device=scores.device)
     equal = torch.full(relevant.shape, torch.nan, dtype=torch.float64, device=scores.device)
-    budget = _CHUNK_ELEMENTS.get(scores.device.type, _GPU_CHUNK_ELEMENTS)
-    buffer = None
+    buffer = torch.empty(
+        max(N, _chunk_elements(scores.device)), dtype=scores.dtype, device=scores.device
+    )
     lo = int(np.searchsorted(counts, 1))  # users without relevant songs need no pass
     while lo < B:
-        P = int(counts[lo])
-        hi = min(B, lo + max(1, budget // (P * N)))
-        hi = lo + int(np.searchsorted(counts[lo:hi], 2 * P, side="right"))  # little padding
-        P = int(counts[hi - 1])
-        rows = slice(lo, hi)
-        method = _counts_method(scores.device, P)
-        if method == "search":
+        hi = lo + int(np.searchsorted(counts[lo:], counts[lo] + counts[lo] // 4, side="right"))
+        rows, P = slice(lo, hi), int(counts[hi - 1])
+        if _counts_method(scores.device, P) == "search":
             d, e = _counts_by_searching(scores[rows], relevant[rows, :P], valid[rows, :P])
-        else:
-            if buffer is None:
-                buffer = torch.empty(budget, dtype=scores.dtype, device=scores.device)
-            d, e = _counts_by_comparing(
-                scores[rows], relevant[rows, :P], valid[rows, :P], k, buffer
-            )
+            equal[rows, :P] = e
+        else:  # e for the top song now; for the others that may reach the top k below
+            d, e = _sign_passes(scores[rows], relevant[rows, :P], buffer, equal_slots=1)
+            equal[rows, :1] = e
         sign_sum[rows, :P] = d
-        equal[rows, :P] = e
         lo = hi
+
+    # Song j may reach the top k if song j - 1 may, and either ties with it or has fewer
+    # than k scores at or above it (at least (N + D + 1) / 2 are, so: if D < 2k - N - 1).
+    # Otherwise g_j >= (scores >= s_{j-1}) >= k. So those needing e_j are a prefix.
+    step = (sign_sum[:, :-1] < 2 * k - N - 1) | (relevant[:, 1:] == relevant[:, :-1])
+    reach = torch.cat([valid[:, :1], step], 1).cummin(1).values & valid
+    missing = reach & equal.isnan()
+    users = missing.any(1).nonzero()[:, 0]
+    if len(users):
+        first = int(missing[users].int().argmax(1).min())
+        width = int((missing[users].sum(1) + missing[users].int().argmax(1)).max()) - first
+        cols = slice(first, first + width)
+        _, e = _sign_passes(scores[users], relevant[users, cols], buffer, equal_slots=width)
+        equal[users, cols] = torch.where(missing[users, cols], e.double(), equal[users, cols])
     return sign_sum, equal
+
+
+def _chunk_elements(device: torch.device) -> int:
+    return _CHUNK_ELEMENTS if device.type == "cpu" else _GPU_CHUNK_ELEMENTS
 
 
 def _counts_method(device: torch.device, n_slots: int) -> str:
     return "compare" if device.type == "cpu" and n_slots <= _SEARCH_ABOVE else "search"
 
 
-def _counts_by_comparing(
-    scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor, k: int, buffer
+def _sign_passes(
+    scores: torch.Tensor, thresholds: torch.Tensor, buffer: torch.Tensor, *, equal_slots: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """D_j = sum_i sign(s_i - s_j) by one vectorised pass per relevant song.
+    """D = sum_i sign(s_i - t) for each threshold t, one vectorised pass each.
 
-    scores : (b, N); relevant : (b, P) descending; buffer : scratch of >= N elements.
-    e_j = N - sum_i |sign(s_i - s_j)| is taken only where song j may reach the top k:
-    at least (N + D_j + 1) / 2 scores are >= s_j, so once that reaches k for some song,
-    every lower-scoring song has g >= k and adds nothing to AP@k.
+    scores : (b, N); thresholds : (b, P); buffer : scratch, a few MiB.
+    Also e = N - sum_i |sign(s_i - t)| = #{i : s_i = t} for the first `equal_slots`.
+    Returns D [shape=(b, P)] and e [shape=(b, equal_slots)], float64.
     """
     b, N = scores.shape
-    P = relevant.shape[1]
+    P = thresholds.shape[1]
+    # sums of +-1 are exact in float32 up to 2^24
+    exact = torch.float64 if N >= 1 << 24 and scores.dtype != torch.float64 else None
     sign_sum = torch.empty(b, P, dtype=torch.float64, device=scores.device)
-    equal = torch.full((b, P), torch.nan, dtype=torch.float64, device=scores.device)
-    cut_value = torch.full((b,), -torch.inf, dtype=scores.dtype, device=scores.device)
-    found = torch.zeros(b, dtype=torch.bool, device=scores.device)
-    step = max(1, buffer.numel() // (b * N))
-    for a in range(0, P, step):
-        z = min(P, a + step)
-        signs = buffer[: b * (z - a) * N].view(b, z - a, N)
-        torch.sub(scores[:, None, :], relevant[:, a:z, None], out=signs).sign_()
-        d = signs.sum(2).double()  # exact: integers below 2^24 in float32
-        sign_sum[:, a:z] = d
-        # the first song (in descending order) with >= k scores at or above it
-        reaches = valid[:, a:z] & ((N + d + 1) / 2 >= k)
-        first = relevant[:, a:z].gather(1, reaches.int().argmax(1, keepdim=True))[:, 0]
-        new = reaches.any(1) & ~found
-        cut_value = torch.where(new, first, cut_value)
-        found |= new
-        candidate = valid[:, a:z] & (relevant[:, a:z] >= cut_value[:, None])
-        c = int(candidate.sum(1).max())  # candidates are a prefix: scores descend
-        if c:
-            e = N - signs[:, :c].abs().sum(2).double()
-            equal[:, a : a + c] = torch.where(candidate[:, :c], e, torch.nan)
+    equal = torch.empty(b, equal_slots, dtype=torch.float64, device=scores.device)
+    per_chunk = max(1, buffer.numel() // (P * N))
+    for lo in range(0, b, per_chunk):
+        hi = min(b, lo + per_chunk)
+        step = max(1, buffer.numel() // ((hi - lo) * N))
+        for a in range(0, P, step):
+            z = min(P, a + step)
+            signs = buffer[: (hi - lo) * (z - a) * N].view(hi - lo, z - a, N)
+            torch.sub(scores[lo:hi, None, :], thresholds[lo:hi, a:z, None], out=signs).sign_()
+            sign_sum[lo:hi, a:z] = signs.sum(2, dtype=exact)
+            if a < equal_slots:
+                c = min(z, equal_slots) - a
+                equal[lo:hi, a : a + c] = N - signs[:, :c].abs_().sum(2, dtype=exact)
     return sign_sum, equal
 
 
@@ -275,8 +285,7 @@ def _counts_by_searching(
     P = relevant.shape[1]
     ascending = torch.where(valid, relevant, torch.inf).sort(1).values
     above, at_or_above = (
-        _exceeding(torch.searchsorted(ascending, scores, right=right), P)
-        for right in (False, True)
+        _exceeding(torch.searchsorted(ascending, scores, right=right), P) for right in (False, True)
     )
     # ascending place of each descending slot j: n_pos - 1 - j
     place = (valid.sum(1, keepdim=True) - 1 - torch.arange(P, device=scores.device)).clamp(min=0)
