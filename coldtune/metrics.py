@@ -15,6 +15,8 @@ user's relevant songs alone is all AP@k needs. No top-k selection or sort of the
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -202,10 +204,49 @@ def _relevant_counts(
         return sign_sum[inverse], equal[inverse]
     sign_sum = torch.zeros(relevant.shape, dtype=torch.float64, device=scores.device)
     equal = torch.full(relevant.shape, torch.nan, dtype=torch.float64, device=scores.device)
+    lo = int(np.searchsorted(counts, 1))  # users without relevant songs need no pass
+    # On a CPU, each of torch's threads takes its own users, one thread per pass: a pass
+    # takes a fraction of a millisecond, and threads splitting every pass wait for each
+    # other whenever another process holds a core (measured 2-3x slower on 2 shared cores).
+    workers = min(torch.get_num_threads(), B - lo) if scores.device.type == "cpu" else 1
+    work = np.cumsum(counts[lo:])
+    cuts = lo + np.searchsorted(work, work[-1] * np.arange(1, workers) / workers) if B > lo else []
+    parts = [slice(a, b) for a, b in zip([lo, *cuts], [*cuts, B], strict=True) if b > a]
+
+    def count(rows: slice) -> None:
+        _count_users(
+            scores[rows], relevant[rows], valid[rows], counts[rows], k, sign_sum[rows], equal[rows]
+        )
+
+    if len(parts) < 2:
+        for rows in parts:
+            count(rows)
+        return sign_sum, equal
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(len(parts)) as pool:
+            list(pool.map(count, parts))
+    finally:
+        torch.set_num_threads(threads)
+    return sign_sum, equal
+
+
+def _count_users(
+    scores: torch.Tensor,
+    relevant: torch.Tensor,
+    valid: torch.Tensor,
+    counts: np.ndarray,
+    k: int,
+    sign_sum: torch.Tensor,
+    equal: torch.Tensor,
+) -> None:
+    """Fill sign_sum and equal (as in `_relevant_counts`) for users sorted by count >= 1."""
+    B, N = scores.shape
     buffer = torch.empty(
         max(N, _chunk_elements(scores.device)), dtype=scores.dtype, device=scores.device
     )
-    lo = int(np.searchsorted(counts, 1))  # users without relevant songs need no pass
+    lo = 0
     while lo < B:
         hi = lo + int(np.searchsorted(counts[lo:], counts[lo] + counts[lo] // 4, side="right"))
         rows, P = slice(lo, hi), int(counts[hi - 1])
@@ -221,17 +262,18 @@ def _relevant_counts(
     # Song j may reach the top k if song j - 1 may, and either ties with it or has fewer
     # than k scores at or above it (at least (N + D + 1) / 2 are, so: if D < 2k - N - 1).
     # Otherwise g_j >= (scores >= s_{j-1}) >= k. So those needing e_j are a prefix.
-    step = (sign_sum[:, :-1] < 2 * k - N - 1) | (relevant[:, 1:] == relevant[:, :-1])
-    reach = torch.cat([valid[:, :1], step], 1).cummin(1).values & valid
+    continues = (sign_sum[:, :-1] < 2 * k - N - 1) | (relevant[:, 1:] == relevant[:, :-1])
+    reach = torch.cat([valid[:, :1], continues], 1).cummin(1).values & valid
     missing = reach & equal.isnan()
     users = missing.any(1).nonzero()[:, 0]
     if len(users):
-        first = int(missing[users].int().argmax(1).min())
-        width = int((missing[users].sum(1) + missing[users].int().argmax(1)).max()) - first
-        cols = slice(first, first + width)
+        missing = missing[users]
+        first = missing.int().argmax(1)
+        start = int(first.min())
+        width = int((missing.sum(1) + first).max()) - start
+        cols = slice(start, start + width)
         _, e = _sign_passes(scores[users], relevant[users, cols], buffer, equal_slots=width)
-        equal[users, cols] = torch.where(missing[users, cols], e.double(), equal[users, cols])
-    return sign_sum, equal
+        equal[users, cols] = torch.where(missing[:, cols], e, equal[users, cols])
 
 
 def _chunk_elements(device: torch.device) -> int:
