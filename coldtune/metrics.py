@@ -264,16 +264,23 @@ def _count_users(
     # Otherwise g_j >= (scores >= s_{j-1}) >= k. So those needing e_j are a prefix.
     continues = (sign_sum[:, :-1] < 2 * k - N - 1) | (relevant[:, 1:] == relevant[:, :-1])
     reach = torch.cat([valid[:, :1], continues], 1).cummin(1).values & valid
+    # those still without e_j: slots 1 .. width of each user (slot 0 is done)
     missing = reach & equal.isnan()
-    users = missing.any(1).nonzero()[:, 0]
-    if len(users):
-        missing = missing[users]
-        first = missing.int().argmax(1)
-        start = int(first.min())
-        width = int((missing.sum(1) + first).max()) - start
-        cols = slice(start, start + width)
-        _, e = _sign_passes(scores[users], relevant[users, cols], buffer, equal_slots=width)
-        equal[users, cols] = torch.where(missing[:, cols], e, equal[users, cols])
+    width = missing.sum(1).cpu().numpy()
+    order = np.argsort(width, kind="stable")
+    order = order[width[order] > 0]
+    lo = 0
+    while lo < len(order):  # again in groups of similar width
+        hi = lo + int(np.searchsorted(width[order[lo:]], width[order[lo]] * 5 // 4, side="right"))
+        users, cols = (
+            torch.from_numpy(order[lo:hi]).to(scores.device),
+            slice(1, 1 + width[order[hi - 1]]),
+        )
+        _, e = _sign_passes(
+            scores[users], relevant[users, cols], buffer, equal_slots=cols.stop - 1, sums=False
+        )
+        equal[users, cols] = torch.where(missing[users, cols], e, equal[users, cols])
+        lo = hi
 
 
 def _chunk_elements(device: torch.device) -> int:
@@ -285,13 +292,18 @@ def _counts_method(device: torch.device, n_slots: int) -> str:
 
 
 def _sign_passes(
-    scores: torch.Tensor, thresholds: torch.Tensor, buffer: torch.Tensor, *, equal_slots: int
+    scores: torch.Tensor,
+    thresholds: torch.Tensor,
+    buffer: torch.Tensor,
+    *,
+    equal_slots: int,
+    sums: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """D = sum_i sign(s_i - t) for each threshold t, one vectorised pass each.
 
     scores : (b, N); thresholds : (b, P); buffer : scratch, a few MiB.
     Also e = N - sum_i |sign(s_i - t)| = #{i : s_i = t} for the first `equal_slots`.
-    Returns D [shape=(b, P)] and e [shape=(b, equal_slots)], float64.
+    Returns D [shape=(b, P)] (unset unless `sums`) and e [shape=(b, equal_slots)], float64.
     """
     b, N = scores.shape
     P = thresholds.shape[1]
@@ -307,7 +319,8 @@ def _sign_passes(
             z = min(P, a + step)
             signs = buffer[: (hi - lo) * (z - a) * N].view(hi - lo, z - a, N)
             torch.sub(scores[lo:hi, None, :], thresholds[lo:hi, a:z, None], out=signs).sign_()
-            sign_sum[lo:hi, a:z] = signs.sum(2, dtype=exact)
+            if sums:
+                sign_sum[lo:hi, a:z] = signs.sum(2, dtype=exact)
             if a < equal_slots:
                 c = min(z, equal_slots) - a
                 equal[lo:hi, a : a + c] = N - signs[:, :c].abs_().sum(2, dtype=exact)
