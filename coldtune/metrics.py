@@ -4,9 +4,18 @@ Both take a dense score matrix (users x songs) and the songs each user actually 
 (boolean, dense or sparse), and return one value per user, NaN where it is undefined,
 so callers choose how to aggregate (the paper reports the mean over users). Work is
 vectorised in torch over blocks of users; pass torch tensors on a GPU to run there.
+
+One pass over the scores gives both metrics. Of a user's N scores only two counts per
+relevant song j matter: g_j, the scores strictly above s_j, and e_j, the scores equal
+to s_j (the song itself included). The song's average rank from the bottom is
+N - g_j - (e_j - 1) / 2, which is all the AUC needs; the song's tie group occupies the
+places g_j + 1 .. g_j + e_j of the ranking, which with the same counts among the
+user's relevant songs alone is all AP@k needs. No top-k selection or sort of the row.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,6 +24,14 @@ import torch
 from coldtune.errors import ParameterError
 
 _BLOCK_ELEMENTS = 1 << 24  # users per block = this // n_songs: bounds temporary memory
+# (users x relevant songs x songs) per comparing pass: a few MiB, so each pass works
+# in the CPU's cache; a GPU gets one pass per block.
+_CHUNK_ELEMENTS = 1 << 20
+_GPU_CHUNK_ELEMENTS = 1 << 27
+# relevant songs per user above which one binary search per score (cost ~ log P) beats
+# one comparison per (score, relevant song) (cost ~ P) on a CPU; torch.searchsorted is
+# scalar code there, one comparison pass is vectorised. A GPU always searches.
+_SEARCH_ABOVE = 128
 
 
 def average_precision_at_k(scores, relevant, k: int = 500) -> np.ndarray:
@@ -36,9 +53,7 @@ def average_precision_at_k(scores, relevant, k: int = 500) -> np.ndarray:
 
     Returns [shape=(n_users,)] float64; NaN for a user with no relevant song.
     """
-    if not (isinstance(k, int | np.integer) and k > 0):
-        raise ParameterError(f"k must be a positive integer, got {k!r}")
-    return _per_block(scores, relevant, lambda s, r: _ap_at_k(s, r, int(k)))
+    return ranking_metrics(scores, relevant, k=k)[0]
 
 
 def roc_auc(scores, relevant) -> np.ndarray:
@@ -51,10 +66,17 @@ def roc_auc(scores, relevant) -> np.ndarray:
     Returns [shape=(n_users,)] float64; NaN for a user whose songs are all relevant or
     all irrelevant.
     """
-    return _per_block(scores, relevant, _auc)
+    return ranking_metrics(scores, relevant)[1]
 
 
-def _per_block(scores, relevant, metric) -> np.ndarray:
+def ranking_metrics(scores, relevant, *, k: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """AP@k and AUC of each user's ranking from one pass over the scores.
+
+    scores, relevant, k : as in `average_precision_at_k`.
+    Returns (average precision, AUC), each [shape=(n_users,)] float64 with the NaNs of
+    `average_precision_at_k` and `roc_auc`.
+    """
+    k = _checked_k(k)
     scores_t = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(np.asarray(scores))
     if scores_t.ndim != 2:
         raise ParameterError(
@@ -72,13 +94,21 @@ def _per_block(scores, relevant, metric) -> np.ndarray:
     relevant.eliminate_zeros()
     n_users, n_songs = scores_t.shape
     block = max(1, _BLOCK_ELEMENTS // max(1, n_songs))
-    out = []
+    ap, auc = [], []
     for lo in range(0, n_users, block):
         positives = Positives.from_csr(relevant[lo : lo + block], scores_t.device)
-        out.append(metric(scores_t[lo : lo + block], positives).cpu())
-    if not out:
-        return np.zeros(0)
-    return torch.cat(out).numpy()
+        block_ap, block_auc = ap_and_auc(scores_t[lo : lo + block], positives, k=k)
+        ap.append(block_ap.cpu())
+        auc.append(block_auc.cpu())
+    if not ap:
+        return np.zeros(0), np.zeros(0)
+    return torch.cat(ap).numpy(), torch.cat(auc).numpy()
+
+
+def _checked_k(k) -> int:
+    if isinstance(k, bool) or not (isinstance(k, int | np.integer) and k > 0):
+        raise ParameterError(f"k must be a positive integer, got {k!r}")
+    return int(k)
 
 
 class Positives:
@@ -110,107 +140,218 @@ class Positives:
         return scores.gather(1, self.index)
 
 
-def _ap_at_k(scores: torch.Tensor, positives: Positives, k: int) -> torch.Tensor:
-    """AP@k for a block of users (see average_precision_at_k). scores: (B, N)."""
+def ap_and_auc(
+    scores: torch.Tensor, positives: Positives, *, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """AP@k and AUC of a block of users (definitions in `average_precision_at_k`, `roc_auc`).
+
+    scores : (B, N) float tensor; positives : the block's relevant songs, (B, P).
+    Returns two (B,) float64 tensors on the scores' device.
+    """
+    k = _checked_k(k)
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        scores = scores.float()  # exact, and sums of +-1 stay exact
     B, N = scores.shape
-    k = min(k, N)
-    n_pos = positives.count.double()
-    # One place more than k shows whether the last tie group runs past the cut-off.
-    vals, idx = scores.topk(min(k + 1, N), dim=1)  # (B, k [+1]), descending
-    straddles = vals[:, k] == vals[:, k - 1] if N > k else torch.zeros(B, dtype=torch.bool)
-    vals, idx = vals[:, :k], idx[:, :k]
-    # padding goes to a spare last column, so it cannot overwrite a relevant column 0
-    relevant = torch.zeros(B, N + 1, dtype=torch.bool, device=scores.device)
-    relevant.scatter_(1, torch.where(positives.mask, positives.index, N), True)
-    r = relevant.gather(1, idx).double()
+    n_pos = positives.count
+    # Relevant scores s_j in descending order, padding last; `valid` marks real ones.
+    relevant = torch.where(positives.mask, positives.scores(scores), -torch.inf)
+    relevant = relevant.sort(1, descending=True).values
+    valid = torch.arange(relevant.shape[1], device=scores.device) < n_pos[:, None]
+    # D_j = g_j - l_j (scores above minus scores below s_j) for every relevant song, and
+    # e_j where song j may lie in the top k (NaN elsewhere: there g_j >= k for sure).
+    sign_sum, equal = _relevant_counts(scores, relevant, valid, n_pos, k)
+    n_pos = n_pos.double()
 
-    v = vals[:, -1:]  # value of the last tie group in the top k
-    start_last = (vals > v).sum(1).double()  # every score above v is in the top k
-    size_last = (vals == v).sum(1).double()
-    if bool(straddles.any()):  # rare: measure the group on the whole row
-        rows = straddles.nonzero(as_tuple=True)[0]
-        size_last[rows] = (scores[rows] == v[rows]).sum(1).double()
-    pos_scores = positives.scores(scores)
-    pos_last = ((pos_scores == v) & positives.mask).sum(1).double()
-    pos_before_last = ((pos_scores > v) & positives.mask).sum(1).double()
+    # AUC, Mann-Whitney U over average ranks: rank_j = l_j + (e_j + 1) / 2 = (N + 1 - D_j) / 2
+    rank_sum = torch.where(valid, (N + 1 - sign_sum) / 2, 0.0).sum(1)
+    n_neg = N - n_pos
+    auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    auc = torch.where((n_pos > 0) & (n_neg > 0), auc, torch.nan)
 
-    new_group = torch.ones_like(vals, dtype=torch.bool)
-    new_group[:, 1:] = vals[:, 1:] != vals[:, :-1]
-    group = new_group.long().cumsum(1) - 1  # (B, k)
-    places = torch.arange(k, device=scores.device).expand(B, k)
-    group_end = torch.zeros_like(group).scatter_reduce(1, group, places, "amax", include_self=False)
-    end = group_end.gather(1, group)  # last place of each place's group
-    precision_at_end = r.cumsum(1).gather(1, end) / (end + 1).double()
-    in_last = vals == v
-    main = (r * precision_at_end * ~in_last).sum(1)
-    last = (
-        pos_last
-        * (k - start_last)
-        / size_last
-        * (pos_before_last + pos_last)
-        / (start_last + size_last)
-    )
-    ap = (main + last) / n_pos.clamp(max=k)
-    return torch.where(n_pos > 0, ap, torch.full_like(ap, float("nan")))
+    # AP@k: song j's tie group fills places g_j + 1 .. g_j + e_j (N = g_j + l_j + e_j, so
+    # g_j = (N + D_j - e_j) / 2) and shares the precision at its end, (relevant songs
+    # scoring >= s_j) / (g_j + e_j). A group straddling the cut-off counts in
+    # proportion to its places above it: (k - g_j) / e_j of them.
+    known = valid & ~equal.isnan()
+    equal = torch.where(known, equal, 1.0)
+    above = (N + sign_sum - equal) / 2  # g_j
+    share = ((k - above) / equal).clamp(0.0, 1.0)
+    relevant_through = ((relevant[:, None, :] >= relevant[:, :, None]) & valid[:, None, :]).sum(2)
+    precision = relevant_through / (above + equal)
+    # summed in slot order, so a user's AP does not depend on the padding of its block
+    ap = torch.where(known, share * precision, 0.0).cumsum(1)[:, -1] / n_pos.clamp(max=k)
+    ap = torch.where(n_pos > 0, ap, torch.nan)
+    return ap, auc
 
 
-_SORT_ABOVE = 48  # relevant songs per user above which sorting the row is cheaper
+def _relevant_counts(
+    scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor, n_pos: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D, e) [shape=(B, P)] float64 for `ap_and_auc`.
 
-
-def _auc(scores: torch.Tensor, positives: Positives) -> torch.Tensor:
-    """ROC AUC for a block of users: Mann-Whitney U over average ranks. (B, N) -> (B,)
-
-    The statistic needs only the average rank of each relevant song among the N,
-    rank = (number of lower scores) + (number of equal scores + 1) / 2, equal counting
-    the song itself. With few relevant songs per user it is cheapest to count them
-    directly; with many, to sort the row once and binary-search it.
+    D_j for every relevant song; e_j wherever song j may reach the top k, NaN elsewhere
+    (there g_j >= k for sure). Users go in groups of similar P, so little is padding.
     """
     B, N = scores.shape
-    n_pos = positives.count.double()
-    n_neg = N - n_pos
-    rank = _AUC_RANKS[_auc_method(scores, positives)](scores, positives.scores(scores))
-    rank_sum = (rank * positives.mask).sum(1)
-    auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, float("nan")))
+    counts = n_pos.cpu().numpy()
+    if np.any(np.diff(counts) < 0):  # the protocol hands users in this order already
+        perm = torch.from_numpy(np.argsort(counts, kind="stable")).to(scores.device)
+        sign_sum, equal = _relevant_counts(
+            scores[perm], relevant[perm], valid[perm], n_pos[perm], k
+        )
+        inverse = torch.empty_like(perm)
+        inverse[perm] = torch.arange(B, device=scores.device)
+        return sign_sum[inverse], equal[inverse]
+    sign_sum = torch.zeros(relevant.shape, dtype=torch.float64, device=scores.device)
+    equal = torch.full(relevant.shape, torch.nan, dtype=torch.float64, device=scores.device)
+    lo = int(np.searchsorted(counts, 1))  # users without relevant songs need no pass
+    # On a CPU, each of torch's threads takes its own users, one thread per pass: a pass
+    # takes a fraction of a millisecond, and threads splitting every pass wait for each
+    # other whenever another process holds a core (measured 2-3x slower on 2 shared cores).
+    workers = min(torch.get_num_threads(), B - lo) if scores.device.type == "cpu" else 1
+    work = np.cumsum(counts[lo:])
+    cuts = lo + np.searchsorted(work, work[-1] * np.arange(1, workers) / workers) if B > lo else []
+    parts = [slice(a, b) for a, b in zip([lo, *cuts], [*cuts, B], strict=True) if b > a]
+
+    def count(rows: slice) -> None:
+        _count_users(
+            scores[rows], relevant[rows], valid[rows], counts[rows], k, sign_sum[rows], equal[rows]
+        )
+
+    if len(parts) < 2:
+        for rows in parts:
+            count(rows)
+        return sign_sum, equal
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(len(parts)) as pool:
+            list(pool.map(count, parts))
+    finally:
+        torch.set_num_threads(threads)
+    return sign_sum, equal
 
 
-def _auc_method(scores: torch.Tensor, positives: Positives) -> str:
-    if positives.index.shape[1] > _SORT_ABOVE:
-        return "sort"
-    # numpy's compare-and-count runs about 6x faster than torch's on a CPU
-    return "count" if scores.device.type == "cpu" else "sign"
+def _count_users(
+    scores: torch.Tensor,
+    relevant: torch.Tensor,
+    valid: torch.Tensor,
+    counts: np.ndarray,
+    k: int,
+    sign_sum: torch.Tensor,
+    equal: torch.Tensor,
+) -> None:
+    """Fill sign_sum and equal (as in `_relevant_counts`) for users sorted by count >= 1."""
+    B, N = scores.shape
+    buffer = torch.empty(
+        max(N, _chunk_elements(scores.device)), dtype=scores.dtype, device=scores.device
+    )
+    lo = 0
+    while lo < B:
+        hi = lo + int(np.searchsorted(counts[lo:], counts[lo] + counts[lo] // 4, side="right"))
+        rows, P = slice(lo, hi), int(counts[hi - 1])
+        if _counts_method(scores.device, P) == "search":
+            d, e = _counts_by_searching(scores[rows], relevant[rows, :P], valid[rows, :P])
+            equal[rows, :P] = e
+        else:  # e for the top song now; for the others that may reach the top k below
+            d, e = _sign_passes(scores[rows], relevant[rows, :P], buffer, equal_slots=1)
+            equal[rows, :1] = e
+        sign_sum[rows, :P] = d
+        lo = hi
+
+    # Song j may reach the top k if song j - 1 may, and either ties with it or has fewer
+    # than k scores at or above it (at least (N + D + 1) / 2 are, so: if D < 2k - N - 1).
+    # Otherwise g_j >= (scores >= s_{j-1}) >= k. So those needing e_j are a prefix.
+    continues = (sign_sum[:, :-1] < 2 * k - N - 1) | (relevant[:, 1:] == relevant[:, :-1])
+    reach = torch.cat([valid[:, :1], continues], 1).cummin(1).values & valid
+    # those still without e_j: slots 1 .. width of each user (slot 0 is done)
+    missing = reach & equal.isnan()
+    width = missing.sum(1).cpu().numpy()
+    order = np.argsort(width, kind="stable")
+    order = order[width[order] > 0]
+    lo = 0
+    while lo < len(order):  # again in groups of similar width
+        hi = lo + int(np.searchsorted(width[order[lo:]], width[order[lo]] * 5 // 4, side="right"))
+        users, cols = (
+            torch.from_numpy(order[lo:hi]).to(scores.device),
+            slice(1, 1 + width[order[hi - 1]]),
+        )
+        _, e = _sign_passes(
+            scores[users], relevant[users, cols], buffer, equal_slots=cols.stop - 1, sums=False
+        )
+        equal[users, cols] = torch.where(missing[users, cols], e, equal[users, cols])
+        lo = hi
 
 
-def _ranks_by_counting(scores: torch.Tensor, pos_scores: torch.Tensor) -> torch.Tensor:
-    s, q = scores.numpy(), pos_scores.numpy()
-    rank = np.empty(q.shape, dtype=np.float64)
-    for p in range(q.shape[1]):
-        column = q[:, p : p + 1]
-        lower = np.count_nonzero(s < column, axis=1)
-        through = np.count_nonzero(s <= column, axis=1)
-        rank[:, p] = lower + (through - lower + 1) / 2
-    return torch.from_numpy(rank)
+def _chunk_elements(device: torch.device) -> int:
+    return _CHUNK_ELEMENTS if device.type == "cpu" else _GPU_CHUNK_ELEMENTS
 
 
-def _ranks_by_sign(scores: torch.Tensor, pos_scores: torch.Tensor) -> torch.Tensor:
-    # sum_j sign(q - s_j) = lower - higher, and lower + higher + equal = N
-    N = scores.shape[1]
-    rank = torch.empty_like(pos_scores, dtype=torch.float64)
-    for p in range(pos_scores.shape[1]):
-        signs = torch.sign(pos_scores[:, p : p + 1] - scores).sum(1, dtype=torch.float64)
-        rank[:, p] = (signs + N + 1) / 2
-    return rank
+def _counts_method(device: torch.device, n_slots: int) -> str:
+    return "compare" if device.type == "cpu" and n_slots <= _SEARCH_ABOVE else "search"
 
 
-def _ranks_by_sorting(scores: torch.Tensor, pos_scores: torch.Tensor) -> torch.Tensor:
-    ordered = scores.sort(1).values
-    below = torch.searchsorted(ordered, pos_scores, right=False)
-    through = torch.searchsorted(ordered, pos_scores, right=True)
-    return (below + through + 1).double() / 2
+def _sign_passes(
+    scores: torch.Tensor,
+    thresholds: torch.Tensor,
+    buffer: torch.Tensor,
+    *,
+    equal_slots: int,
+    sums: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """D = sum_i sign(s_i - t) for each threshold t, one vectorised pass each.
+
+    scores : (b, N); thresholds : (b, P); buffer : scratch, a few MiB.
+    Also e = N - sum_i |sign(s_i - t)| = #{i : s_i = t} for the first `equal_slots`.
+    Returns D [shape=(b, P)] (unset unless `sums`) and e [shape=(b, equal_slots)], float64.
+    """
+    b, N = scores.shape
+    P = thresholds.shape[1]
+    # sums of +-1 are exact in float32 up to 2^24
+    exact = torch.float64 if N >= 1 << 24 and scores.dtype != torch.float64 else None
+    sign_sum = torch.empty(b, P, dtype=torch.float64, device=scores.device)
+    equal = torch.empty(b, equal_slots, dtype=torch.float64, device=scores.device)
+    per_chunk = max(1, buffer.numel() // (P * N))
+    for lo in range(0, b, per_chunk):
+        hi = min(b, lo + per_chunk)
+        step = max(1, buffer.numel() // ((hi - lo) * N))
+        for a in range(0, P, step):
+            z = min(P, a + step)
+            signs = buffer[: (hi - lo) * (z - a) * N].view(hi - lo, z - a, N)
+            torch.sub(scores[lo:hi, None, :], thresholds[lo:hi, a:z, None], out=signs).sign_()
+            if sums:
+                sign_sum[lo:hi, a:z] = signs.sum(2, dtype=exact)
+            if a < equal_slots:
+                c = min(z, equal_slots) - a
+                equal[lo:hi, a : a + c] = N - signs[:, :c].abs_().sum(2, dtype=exact)
+    return sign_sum, equal
 
 
-_AUC_RANKS = {
-    "count": _ranks_by_counting,
-    "sign": _ranks_by_sign,
-    "sort": _ranks_by_sorting,
-}
+def _counts_by_searching(
+    scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D, e) by placing every score among the sorted relevant ones (binary search).
+
+    With the relevant scores ascending, r_1 <= .. <= r_P, a score s has below(s) of
+    them < s and through(s) of them <= s; then g_m = #{s : below(s) > m} and
+    g_m + e_m = #{s : through(s) > m}, from a histogram of each.
+    """
+    b, N = scores.shape
+    P = relevant.shape[1]
+    ascending = torch.where(valid, relevant, torch.inf).sort(1).values
+    above, at_or_above = (
+        _exceeding(torch.searchsorted(ascending, scores, right=right), P) for right in (False, True)
+    )
+    # ascending place of each descending slot j: n_pos - 1 - j
+    place = (valid.sum(1, keepdim=True) - 1 - torch.arange(P, device=scores.device)).clamp(min=0)
+    above, at_or_above = above.gather(1, place), at_or_above.gather(1, place)
+    equal = (at_or_above - above).double()
+    return 2 * above.double() + equal - N, equal
+
+
+def _exceeding(places: torch.Tensor, P: int) -> torch.Tensor:
+    """For each m < P, how many entries of each row of `places` (b, N) exceed m."""
+    b, N = places.shape
+    histogram = torch.zeros(b, P + 1, dtype=torch.int64, device=places.device)
+    histogram.scatter_add_(1, places, torch.ones_like(places))
+    return N - histogram.cumsum(1)[:, :P]

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from coldtune import metrics
@@ -17,6 +18,35 @@ def ap_loop(scores, relevant, k):
     return total / min(k, relevant.sum())
 
 
+def ap_by_tie_groups(scores, relevant, k):
+    """AP@k walking down one user's ranking a tie group at a time, as metrics.py defines it:
+    a group shares the precision at its end, and counts for its places above the cut-off."""
+    if not relevant.any():
+        return np.nan
+    total, place, found = 0.0, 0, 0
+    for value in np.unique(scores)[::-1]:
+        group = scores == value
+        size, hits = int(group.sum()), int(relevant[group].sum())
+        found += hits
+        places_above_cut = min(max(k - place, 0), size)
+        total += hits * (places_above_cut / size) * found / (place + size)
+        place += size
+    return total / min(k, relevant.sum())
+
+
+def auc_by_pairs(scores, relevant):
+    """The share of (relevant, irrelevant) pairs ranked rightly, ties counting one half."""
+    pos, neg = scores[relevant], scores[~relevant]
+    if not len(pos) or not len(neg):
+        return np.nan
+    return np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
+
+
+def metrics_of(scores, relevant, k):
+    ap, auc = metrics.ranking_metrics(np.atleast_2d(scores), np.atleast_2d(relevant), k=k)
+    return ap[0], auc[0]
+
+
 def test_hand_computed_example():
     scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]])
     relevant = np.array([[1, 0, 1, 0, 0]], dtype=bool)
@@ -29,9 +59,9 @@ def test_hand_computed_example():
 
 
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("method", ["count", "sign", "sort"])
+@pytest.mark.parametrize("method", ["compare", "search"])
 def test_equal_to_scikit_learn(rng, ties, method, monkeypatch):
-    monkeypatch.setattr(metrics, "_auc_method", lambda scores, positives: method)
+    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
     for _ in range(150):
         n_users, n_songs = rng.integers(1, 6), rng.integers(2, 80)
         if ties:
@@ -99,3 +129,160 @@ def test_bad_arguments():
         metrics.roc_auc(np.zeros((2, 3)), np.zeros((2, 4), dtype=bool))
     with pytest.raises(ParameterError, match="k must be"):
         metrics.average_precision_at_k(np.zeros((1, 3)), np.ones((1, 3), dtype=bool), k=0)
+
+
+@pytest.mark.parametrize("method", ["compare", "search"])
+def test_equal_to_the_slow_reference(rng, method, monkeypatch):
+    """Random users, ties or none, any cut-off; small chunks so every path of the kernel runs
+    (several passes per user, several users per pass, songs that may reach the top k)."""
+    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 300)
+    for trial in range(120):
+        n_users, n_songs = int(rng.integers(1, 8)), int(rng.integers(1, 90))
+        if trial % 2:
+            scores = rng.integers(0, int(rng.integers(1, 6)), (n_users, n_songs)).astype(np.float32)
+        else:
+            scores = rng.standard_normal((n_users, n_songs)).astype(np.float32)
+        relevant = rng.random((n_users, n_songs)) < rng.uniform(0.0, 0.7)
+        k = int(rng.integers(1, n_songs + 4))
+        ap, auc = metrics.ranking_metrics(torch.as_tensor(scores), relevant, k=k)
+        want_ap = [ap_by_tie_groups(scores[u], relevant[u], k) for u in range(n_users)]
+        want_auc = [auc_by_pairs(scores[u], relevant[u]) for u in range(n_users)]
+        np.testing.assert_allclose(ap, want_ap, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(auc, want_auc, rtol=0, atol=1e-12)
+
+
+def test_the_reference_equals_scikit_learn(rng):
+    """The slow reference is itself held to scikit-learn where both are defined."""
+    for _ in range(100):
+        n_songs = int(rng.integers(2, 60))
+        scores = rng.integers(0, 5, n_songs).astype(float)
+        relevant = rng.random(n_songs) < 0.3
+        relevant[rng.integers(n_songs)] = True
+        relevant[rng.integers(n_songs)] = False
+        if relevant.all() or not relevant.any():
+            continue
+        want = average_precision_score(relevant, scores)
+        assert ap_by_tie_groups(scores, relevant, n_songs) == pytest.approx(want, abs=1e-12)
+        assert auc_by_pairs(scores, relevant) == pytest.approx(
+            roc_auc_score(relevant, scores), abs=1e-12
+        )
+
+
+@pytest.mark.parametrize("method", ["compare", "search"])
+def test_ties_across_the_cut_off(method, monkeypatch):
+    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
+    scores = np.array([3.0, 2.0, 2.0, 2.0, 1.0])
+    relevant = np.array([False, True, False, False, True])
+    # the group at 2 fills places 2-4, one relevant song, precision 1/4 at its end; cut at
+    # 2, one of its three places is above the cut: 1 * 1/3 * 1/4, over min(2, 2)
+    ap, auc = metrics_of(scores, relevant, k=2)
+    assert ap == pytest.approx(1 / 24, abs=1e-15)
+    # uncut: 1/4 for the group, 2/5 for place 5
+    assert metrics_of(scores, relevant, k=5)[0] == pytest.approx((1 / 4 + 2 / 5) / 2)
+    # cut at 4 takes the whole group but not place 5
+    assert metrics_of(scores, relevant, k=4)[0] == pytest.approx(1 / 8)
+    # cut at 1: the group starts below it
+    assert metrics_of(scores, relevant, k=1)[0] == 0.0
+    # pairs with the 3 irrelevant songs (3, 2, 2): 2 -> 0 + 1/2 + 1/2, 1 -> 0
+    assert auc == pytest.approx(1 / 6)
+
+
+def test_one_relevant_song():
+    # relevant at place 3 of 6: AP = 1/3; 3 of the 5 irrelevant songs are below it
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    relevant = np.array([0, 0, 1, 0, 0, 0], dtype=bool)
+    assert metrics_of(scores, relevant, k=500) == pytest.approx((1 / 3, 3 / 5))
+    assert metrics_of(scores, relevant, k=3)[0] == pytest.approx(1 / 3)
+    assert metrics_of(scores, relevant, k=2)[0] == 0.0
+    # top of the ranking, bottom of the ranking
+    relevant = np.eye(6, dtype=bool)
+    ap, auc = metrics.ranking_metrics(np.tile(scores, (6, 1)), relevant, k=500)
+    np.testing.assert_allclose(ap, 1 / np.arange(1, 7))
+    np.testing.assert_allclose(auc, np.arange(5, -1, -1) / 5)
+
+
+def test_every_song_relevant():
+    scores = np.array([[0.3, 0.1, 0.2, 0.1]])
+    ap, auc = metrics.ranking_metrics(scores, np.ones((1, 4), dtype=bool), k=500)
+    assert ap[0] == 1.0 and np.isnan(auc[0])
+    # cut below the number of relevant songs: every place is a hit, normalised by k
+    assert metrics_of(scores[0], np.ones(4, dtype=bool), k=2)[0] == 1.0
+
+
+@pytest.mark.parametrize("method", ["compare", "search"])
+def test_relevant_songs_tied_with_each_other(method, monkeypatch):
+    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
+    # both relevant songs share places 2-3: precision 2/3 each; each beats 0, loses to 2
+    scores = np.array([2.0, 1.0, 1.0, 0.0])
+    relevant = np.array([False, True, True, False])
+    assert metrics_of(scores, relevant, k=500) == pytest.approx((2 / 3, 1 / 2))
+    # a cut at 2 keeps half the group: 2 * 1/2 * 2/3, over min(2, 2)
+    assert metrics_of(scores, relevant, k=2)[0] == pytest.approx(1 / 3)
+    # tied at the top
+    assert metrics_of(scores[::-1].copy(), relevant, k=500) == pytest.approx((2 / 3, 1 / 2))
+    assert metrics_of(np.array([1.0, 1.0, 0.0]), np.array([True, True, False]), k=1) == (
+        pytest.approx(1.0),
+        1.0,
+    )
+
+
+@pytest.mark.parametrize("method", ["compare", "search"])
+def test_relevant_song_tied_with_irrelevant_ones(method, monkeypatch):
+    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
+    # one relevant song in a group of 3 at the top: precision 1/3; pairs 1/2, 1/2, 1
+    scores = np.array([1.0, 1.0, 1.0, 0.0])
+    relevant = np.array([True, False, False, False])
+    assert metrics_of(scores, relevant, k=500) == pytest.approx((1 / 3, 2 / 3))
+    assert metrics_of(scores, relevant, k=1)[0] == pytest.approx(1 / 9)
+    # and a second relevant song at the bottom, tied with nothing: pairs with the two
+    # irrelevant songs 1/2 + 1/2 for the first, 0 + 0 for the second, over 4
+    relevant[3] = True
+    assert metrics_of(scores, relevant, k=500) == pytest.approx(((1 / 3 + 2 / 4) / 2, 1 / 4))
+
+
+def test_cut_off_at_or_beyond_the_number_of_songs(rng):
+    scores = rng.integers(0, 3, (20, 7)).astype(float)
+    relevant = rng.random((20, 7)) < 0.4
+    relevant[:, 0] = True
+    at = metrics.average_precision_at_k(scores, relevant, k=7)
+    beyond = metrics.average_precision_at_k(scores, relevant, k=10_000)
+    np.testing.assert_array_equal(at, beyond)
+    want = [average_precision_score(relevant[u], scores[u]) for u in range(20)]
+    np.testing.assert_allclose(beyond, want, rtol=0, atol=1e-12)
+
+
+def test_cut_off_below_the_number_of_relevant_songs():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    # 3 relevant, cut at 2: the best attainable sum is 2
+    assert metrics_of(scores, np.array([1, 1, 1, 0, 0], dtype=bool), k=2)[0] == 1.0
+    assert metrics_of(scores, np.array([1, 0, 1, 1, 0], dtype=bool), k=2)[0] == 0.5
+    assert metrics_of(scores, np.array([0, 1, 1, 1, 0], dtype=bool), k=2)[0] == 0.25
+
+
+def test_users_order_and_padding_do_not_change_results(rng):
+    """Users come to the kernel in blocks of mixed sizes; a user's numbers are its own."""
+    scores = rng.standard_normal((30, 50)).astype(np.float32)
+    relevant = rng.random((30, 50)) < rng.uniform(0.01, 0.5, (30, 1))
+    order = rng.permutation(30)
+    ap, auc = metrics.ranking_metrics(scores, relevant, k=5)
+    ap_shuffled, auc_shuffled = metrics.ranking_metrics(scores[order], relevant[order], k=5)
+    np.testing.assert_array_equal(ap[order], ap_shuffled)
+    np.testing.assert_array_equal(auc[order], auc_shuffled)
+    alone = [
+        metrics.ranking_metrics(scores[u : u + 1], relevant[u : u + 1], k=5) for u in range(30)
+    ]
+    np.testing.assert_array_equal(ap, [a[0][0] for a in alone])
+    np.testing.assert_array_equal(auc, [a[1][0] for a in alone])
+
+
+def test_many_relevant_songs_search_on_a_cpu(rng):
+    """Above _SEARCH_ABOVE relevant songs a user's counts come from binary search."""
+    scores = rng.integers(0, 50, (3, 400)).astype(float)
+    relevant = rng.random((3, 400)) < 0.5
+    assert relevant.sum(1).min() > metrics._SEARCH_ABOVE
+    assert metrics._counts_method(torch.device("cpu"), 200) == "search"
+    ap, auc = metrics.ranking_metrics(scores, relevant, k=500)
+    for u in range(3):
+        assert ap[u] == pytest.approx(average_precision_score(relevant[u], scores[u]), abs=1e-12)
+        assert auc[u] == pytest.approx(roc_auc_score(relevant[u], scores[u]), abs=1e-12)

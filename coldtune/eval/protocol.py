@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from coldtune.errors import ParameterError
-from coldtune.metrics import Positives, _ap_at_k, _auc
+from coldtune.metrics import Positives, ap_and_auc
 
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user rows -> (B, n_cold) scores
 
@@ -80,8 +80,9 @@ def evaluate_scores(
         rows = users[places]
         scores = score(rows).to(device)
         positives = Positives.from_csr(cold_plays[rows], device)
-        ap[places] = _ap_at_k(scores, positives, k).cpu().numpy()
-        auc[places] = _auc(scores, positives).cpu().numpy()
+        block_ap, block_auc = ap_and_auc(scores, positives, k=k)
+        ap[places] = block_ap.cpu().numpy()
+        auc[places] = block_auc.cpu().numpy()
         if on_progress is not None:
             on_progress(min(lo + block, len(users)), len(users))
     return Evaluation(users, ap, auc)
