@@ -190,10 +190,15 @@ def wmf_fit(
             rich_help_panel="Spark",
         ),
     ] = None,
-    columns: Annotated[
-        str,
-        typer.Option(help="spark --plays: user,song,count columns.", rich_help_panel="Spark"),
-    ] = "user,song,count",
+    user_col: Annotated[
+        str, typer.Option(help="spark --plays: user id column.", rich_help_panel="Spark")
+    ] = "user",
+    song_col: Annotated[
+        str, typer.Option(help="spark --plays: song id column.", rich_help_panel="Spark")
+    ] = "song",
+    count_col: Annotated[
+        str, typer.Option(help="spark --plays: play count column.", rich_help_panel="Spark")
+    ] = "count",
     spark_conf: Annotated[
         list[str] | None,
         typer.Option(
@@ -216,7 +221,7 @@ def wmf_fit(
         config,
         plays=plays,
         spark=wmf.with_spark_settings(spark, spark_conf),
-        columns=PlaysColumns(*columns.split(",")),
+        columns=PlaysColumns(user_col, song_col, count_col),
         device=device,
         callback=show,
         on_stage=say,

@@ -50,9 +50,7 @@ class ClipConfig:
 
     def validate(self) -> ClipConfig:
         if not (isinstance(self.sr, int | np.integer) and self.sr > 0):
-            raise ParameterError(
-                f"sr must be a positive integer, got {self.sr!r}"
-            )
+            raise ParameterError(f"sr must be a positive integer, got {self.sr!r}")
         if not self.seconds > 0:
             raise ParameterError(f"seconds must be > 0, got {self.seconds!r}")
         if not self.min_seconds > 0:

@@ -174,6 +174,7 @@ def run_experiment(
     order = {name: i for i, name in enumerate(["random", *rows, *references, "upper bound"])}
     results["rows"].sort(key=lambda row: order.get(row["model"], len(order)))
     labels = {run.row: run.label for run in config.models}
+    labels |= {name: PAPER_LABELS[name] for name in references}
     results["labels"] = {row["model"]: labels.get(row["model"], "") for row in results["rows"]}
     results["skipped"] = [{"model": row, "why": why} for row, why in skipped]
     results["stages"] = dict(stages.seconds)

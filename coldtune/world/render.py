@@ -104,9 +104,7 @@ interrupted build may differ from an uninterrupted build's in those effects."""
 GAP_S = 3.0
 
 
-def render_clips(
-    jobs: list[ClipJob], *, seconds: float = 30.0, sr: int = 22050
-) -> list[float]:
+def render_clips(jobs: list[ClipJob], *, seconds: float = 30.0, sr: int = 22050) -> list[float]:
     """Render each job's `seconds` of looped notes to an ogg/vorbis file (atomically),
     in runs of BATCH songs. Returns each clip's RMS level in dBFS."""
     levels = []
