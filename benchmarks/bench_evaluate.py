@@ -11,19 +11,20 @@ whole evaluation (the same product + AP@500 + AUC); then their ratio. Runs of (a
 
 Factors are generated (Gaussian; with --aimed, each user's aimed at their cold songs, so
 that the ranking work is that of a good model); so are the cold plays, with a heavy tail
-like real listeners':
-a geometric number of cold songs per user (mean 6.6, as the Taste Profile's 6,104,115
-cold plays over 925,010 users), capped at 200. The evaluation is checked against
-scikit-learn on a sample of users before timing.
+like real listeners': a geometric number of cold songs per user (mean 6.6, as the Taste
+Profile's 6,104,115 cold plays over 925,010 users), capped at 200. The evaluation is
+checked against scikit-learn on a sample of users before timing.
 
 Any coldtune can be measured: the script imports whichever is on the path, so
-`PYTHONPATH=<a checkout of an older commit> python bench_evaluate.py` times that
-commit's evaluation on the same data; the first lines say which was measured.
+`PYTHONPATH=OLD python bench_evaluate.py`, with OLD holding an older commit's package
+(`git archive COMMIT coldtune | tar -x -C OLD`), times that commit's evaluation on the
+same data; the first lines say which was measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import subprocess
 import time
@@ -39,7 +40,7 @@ import coldtune
 from coldtune.eval.protocol import evaluate_scores, factor_scores
 
 TASTE_PROFILE_USERS = 925_010  # users with at least one cold play (docs/benchmarks.md)
-BLOCK_ELEMENTS = 1 << 23  # evaluate_scores' default block
+BLOCK_ELEMENTS = inspect.signature(evaluate_scores).parameters["block_elements"].default
 
 
 def heavy_tailed_plays(

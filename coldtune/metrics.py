@@ -272,10 +272,8 @@ def _count_users(
     lo = 0
     while lo < len(order):  # again in groups of similar width
         hi = lo + int(np.searchsorted(width[order[lo:]], width[order[lo]] * 5 // 4, side="right"))
-        users, cols = (
-            torch.from_numpy(order[lo:hi]).to(scores.device),
-            slice(1, 1 + width[order[hi - 1]]),
-        )
+        users = torch.from_numpy(order[lo:hi]).to(scores.device)
+        cols = slice(1, 1 + int(width[order[hi - 1]]))
         _, e = _sign_passes(
             scores[users], relevant[users, cols], buffer, equal_slots=cols.stop - 1, sums=False
         )
