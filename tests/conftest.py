@@ -67,13 +67,13 @@ def small_demo(small_world, tmp_path_factory):
     import os
     import shutil
 
-    from coldtune.steps.demo import run_demo
+    from coldtune.steps.demo import DemoConfig, run_demo
     from coldtune.workspace import Workspace
 
     world, _ = small_world
     root = tmp_path_factory.mktemp("demo") / "W"
     shutil.copytree(world, root / "world", copy_function=os.link)
-    results = run_demo(Workspace(root), world="small")
+    results = run_demo(Workspace(root), DemoConfig(world="small"))
     return Workspace(root), results
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +44,12 @@ class ClipConfig:
     """
 
     sr: int = 22050
-    seconds: float = 30.0
-    position: str = "middle"
-    min_seconds: float = 3.0
+    seconds: float = field(default=30.0, metadata={"help": "Clip length (start, middle)."})
+    position: str = field(
+        default="middle",
+        metadata={"help": "Which part of each file is the clip: start, middle or whole."},
+    )
+    min_seconds: float = field(default=3.0, metadata={"help": "Shorter clips are rejected."})
 
     def validate(self) -> ClipConfig:
         if not (isinstance(self.sr, int | np.integer) and self.sr > 0):

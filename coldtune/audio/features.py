@@ -27,53 +27,15 @@ polynomial fits at the edges.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 
+from coldtune.audio.configs import COMPRESSION_NAMES, FeatureConfig
 from coldtune.errors import ParameterError
 
 Array = np.ndarray | torch.Tensor
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """How clips become features; saved beside a feature store (config.json)."""
-
-    sr: int = 22050
-    n_fft: int = 1024
-    hop_length: int = 512
-    n_mels: int = 128
-    n_mfcc: int = 13
-    compression: str = "db"  # a name in COMPRESSIONS
-    top_db: float = 80.0  # "db": floor at this many dB below the clip's maximum
-    log1p_scale: float = 10_000.0  # "log1p": log(1 + scale * S)
-
-    def validate(self) -> FeatureConfig:
-        for name in ("sr", "n_fft", "hop_length", "n_mels", "n_mfcc"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | np.integer) and value >= 1):
-                raise ParameterError(f"{name} must be a positive integer, got {value!r}")
-        if self.n_mfcc > self.n_mels:
-            raise ParameterError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
-        if self.compression not in COMPRESSIONS:
-            raise ParameterError(
-                f"compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}"
-            )
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def frames(self, n_samples: int) -> int:
-        """Number of centred frames for a signal of `n_samples` samples."""
-        return 1 + n_samples // self.hop_length
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.sr / self.hop_length
 
 
 # --------------------------------------------------------------------------- mel filterbank
@@ -205,6 +167,7 @@ COMPRESSIONS: dict[str, Callable[[torch.Tensor, FeatureConfig], torch.Tensor]] =
     "db": _db,
     "log1p": _log1p,
 }
+assert tuple(COMPRESSIONS) == COMPRESSION_NAMES
 
 
 # --------------------------------------------------------------------------- the pipeline

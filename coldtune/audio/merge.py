@@ -69,6 +69,15 @@ class MergeSummary:
     rejected_total: int
     rejects_path: str
 
+    def summary(self) -> str:
+        how = "linked" if self.linked else "copied"
+        return (
+            f"{self.shards_imported:,} shards ({self.songs_imported:,} songs) {how} from "
+            f"{len(self.sources)} stores, {self.shards_already_there:,} already there; parts "
+            f"{', '.join(self.parts)}; {self.songs_in_store:,} songs in the store, "
+            f"{self.rejected_total:,} files rejected (see {self.rejects_path})"
+        )
+
 
 def features_dir_of(path: str | os.PathLike) -> Path:
     """A workspace's `features/` folder, or the path itself when it is a store already."""

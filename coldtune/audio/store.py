@@ -236,6 +236,17 @@ class ExtractSummary:
     def clips_per_second(self) -> float:
         return self.extracted / self.seconds if self.seconds > 0 else 0.0
 
+    def summary(self) -> str:
+        text = (
+            f"{self.clips_found:,} files in part {self.shard}: {self.already_done:,} already "
+            f"done, {self.extracted:,} extracted, {self.rejected_now:,} rejected now in "
+            f"{self.seconds:.1f} s ({self.clips_per_second:.1f} clips/s, {self.workers} "
+            f"workers); {self.songs_in_store:,} songs in the store"
+        )
+        if self.rejected_total:
+            text += f"\n{self.rejected_total:,} files rejected in all: see {self.rejects_path}"
+        return text
+
 
 @dataclass(frozen=True)
 class _ShardTask:

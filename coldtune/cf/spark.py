@@ -421,6 +421,13 @@ class SparkPlays:
     rows_outside: int  # user or song not among the split's users and warm songs
     plays: int  # distinct (user, song) pairs kept
 
+    def summary(self) -> str:
+        return (
+            f"read {self.rows_read:,} rows: {self.plays:,} (user, song) pairs kept, "
+            f"{self.rows_outside:,} rows outside the split's users and warm songs, "
+            f"{self.rows_bad:,} bad (no id, no count or a negative one)"
+        )
+
 
 def read_plays_spark(
     spark: SparkSession,

@@ -438,6 +438,30 @@ def _unify(chunks: list[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
 PLAYS_FORMATS = ("triplets", "csv", "parquet")
 
 
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    """How `read_plays` reads a file: its keywords as one config, which `coldtune plays
+    ingest` takes as options."""
+
+    format: str | None = field(
+        default=None,
+        metadata=_help(f"{', '.join(PLAYS_FORMATS)}; default: detected from the file (and said)."),
+    )
+    user_col: str = field(default="user", metadata=_help("User id column (CSV, Parquet)."))
+    song_col: str = field(default="song", metadata=_help("Song id column (CSV, Parquet)."))
+    count_col: str = field(default="count", metadata=_help("Play count column (CSV, Parquet)."))
+    on_bad_lines: str = field(
+        default="error", metadata=_help("error: stop at the first bad line; skip: count, go on.")
+    )
+
+    def keywords(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 def detect_plays_format(
     path: str | os.PathLike, *, columns: tuple[str, ...] = ("user", "song", "count")
 ) -> tuple[str, str]:

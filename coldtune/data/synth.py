@@ -86,6 +86,13 @@ class SynthPlays:
     song_genres: np.ndarray
     config: SynthConfig
 
+    def summary(self) -> str:
+        m = self.matrix
+        return (
+            f"{m.shape[0]:,} users x {m.shape[1]:,} songs, {m.nnz:,} triplets, "
+            f"{int(m.sum()):,} plays"
+        )
+
 
 def synth_plays(config: SynthConfig) -> SynthPlays:
     rng = np.random.default_rng(config.seed)

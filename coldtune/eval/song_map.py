@@ -38,7 +38,10 @@ class MapConfig:
     perplexity: float = field(default=30.0, metadata={"help": "t-SNE perplexity."})
     seed: int = field(default=0, metadata={"help": "t-SNE seed."})
     # coloured in this order; empty: `default_colour_tags`
-    tags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "Colour songs with this tag (repeat for more colours).", "flag": "--tag"},
+    )
 
     def validate(self) -> MapConfig:
         if not self.perplexity > 1:

@@ -9,6 +9,7 @@ uses the generator of `coldtune.data.synth` instead (plays only, no audio).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from coldtune.audio.store import extract
 from coldtune.data.synth import synth_config, synth_plays, write_plays
@@ -19,21 +20,28 @@ from coldtune.steps.report import write_report
 from coldtune.workspace import Workspace, write_json
 
 
+@dataclass(frozen=True)
+class DemoConfig:
+    """What `make demo` runs on (`coldtune demo`'s options)."""
+
+    world: str = "default"  # a world size (small, default, paper), or "synthetic"
+    size: str = "medium"  # with world="synthetic": a preset of coldtune.data.synth
+    backend: str = "implicit"  # WMF's
+    seed: int = 0  # of the world and the first repetition's split, WMF and models
+    seeds: int = 1  # repetitions of the experiment (mean ± SE)
+    workers: int | None = None  # processes; None: one per core
+
+
 def run_demo(
     workspace: Workspace,
+    config: DemoConfig = DemoConfig(),
     *,
-    world: str = "default",
-    size: str = "medium",
-    backend: str = "implicit",
-    seed: int = 0,
-    workers: int | None = None,
-    seeds: int = 1,
     on_stage: Callable[[str, str, float | None], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> dict:
-    """world: a world size (small, default, paper) or "synthetic" (generated plays of
-    `size`, no audio). Ends with `coldtune experiment`'s table for the demo preset
-    (W/results/experiment.md) and, with audio, the report (W/results/report.html).
+    """config.world: a world size (small, default, paper) or "synthetic" (generated plays
+    of `config.size`, no audio). Ends with `coldtune experiment`'s table for the demo
+    preset (W/results/experiment.md) and, with audio, the report (W/results/report.html).
 
     on_stage : called with ("start", stage, None) and ("done", stage, seconds).
     on_note : called with what a stage found (sizes, counts), one message at a time.
@@ -48,6 +56,13 @@ def run_demo(
         if on_note is not None:
             on_note(message)
 
+    world, size, seed, seeds, workers = (
+        config.world,
+        config.size,
+        config.seed,
+        config.seeds,
+        config.workers,
+    )
     stages = Stages(on_stage=show)
     manifest = None
     if world == "synthetic":
@@ -93,7 +108,7 @@ def run_demo(
         workspace,
         "demo",
         seeds=list(range(seed, seed + seeds)),
-        backend=backend,
+        backend=config.backend,
         stages=stages,
         on_note=note,
     )

@@ -518,6 +518,14 @@ class WorldSummary:
     seconds: float
     cached: bool
 
+    def summary(self) -> str:
+        return (
+            (f"{self.out}: already built with these settings\n" if self.cached else "")
+            + f"{self.songs:,} songs by {self.artists:,} artists, {self.users:,} users, "
+            f"{self.triplets:,} triplets ({self.plays:,} plays); {self.unusable_pieces:,} "
+            f"corpus pieces unusable (see unusable_pieces.tsv); {self.seconds:.0f} s -> {self.out}"
+        )
+
 
 def build_world(
     out: str | os.PathLike,

@@ -26,13 +26,26 @@ def _flag(field: dataclasses.Field) -> str:
 
 
 def takes(
-    config_class: type, *, into: str, exclude: tuple[str, ...] = (), panel: str | None = None
+    config_class: type,
+    *,
+    into: str,
+    only: tuple[str, ...] | None = None,
+    exclude: tuple[str, ...] = (),
+    panel: str | None = None,
 ):
     """Decorate a typer command so that it takes `config_class`'s fields as options
-    and is called with the built config as keyword `into`. Fields in `exclude` keep
-    their defaults; `panel` groups the options in --help."""
+    and is called with the built config as keyword `into`. Only the fields in `only`
+    (default: all) less those in `exclude` become options, the others keep their
+    defaults; `panel` groups the options in --help. A `tuple[X, ...]` field is an
+    option given once per item (`--tag rock --tag jazz`)."""
     hints = typing.get_type_hints(config_class)
-    chosen = [f for f in dataclasses.fields(config_class) if f.name not in exclude]
+    chosen = [
+        f
+        for f in dataclasses.fields(config_class)
+        if (only is None or f.name in only) and f.name not in exclude
+    ]
+    repeated = {f.name for f in chosen if _is_repeated(hints[f.name])}
+    defaults = {f.name: f.default for f in chosen}
 
     def decorate(command):
         signature = inspect.signature(command)
@@ -47,9 +60,9 @@ def takes(
             inspect.Parameter(
                 field.name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=field.default,
+                default=None if field.name in repeated else field.default,
                 annotation=Annotated[
-                    hints[field.name],
+                    _option_type(hints[field.name]),
                     typer.Option(
                         _flag(field), help=field.metadata.get("help", ""), rich_help_panel=panel
                     ),
@@ -61,6 +74,8 @@ def takes(
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
             values = {field.name: kwargs.pop(field.name) for field in chosen}
+            for name in repeated:
+                values[name] = tuple(values[name] or defaults[name])
             return command(*args, **kwargs, **{into: config_class(**values)})
 
         wrapper.__signature__ = signature.replace(parameters=[*kept, *added])
@@ -68,6 +83,15 @@ def takes(
         return wrapper
 
     return decorate
+
+
+def _is_repeated(hint) -> bool:
+    return typing.get_origin(hint) is tuple and typing.get_args(hint)[1:] == (...,)
+
+
+def _option_type(hint):
+    """typer's type for a field: a tuple of any length is a repeated option."""
+    return list[typing.get_args(hint)[0]] | None if _is_repeated(hint) else hint
 
 
 def parse_options(config_class: type, words: list[str]) -> dict:
