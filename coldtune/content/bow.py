@@ -129,6 +129,15 @@ class PCA:
     def transform(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean_) @ self.components_.T
 
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {prefix + "mean": self.mean_, prefix + "components": self.components_}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, variance: float, prefix: str) -> PCA:
+        pca = cls(variance)
+        pca.mean_, pca.components_ = arrays[prefix + "mean"], arrays[prefix + "components"]
+        return pca
+
 
 class PCARidge:
     """PCA keeping `variance` of the variance, then ridge regression onto the factors,
@@ -167,18 +176,13 @@ class PCARidge:
         return _affine(self._project(X), self.weights_).astype(np.float32)
 
     def arrays(self, prefix: str = "ridge.") -> dict[str, np.ndarray]:
-        return {
-            prefix + "mean": self.pca_.mean_,
-            prefix + "components": self.pca_.components_,
-            prefix + "weights": self.weights_,
-        }
+        return self.pca_.arrays(prefix) | {prefix + "weights": self.weights_}
 
     @classmethod
     def from_arrays(cls, arrays: dict, config: BowConfig, prefix: str = "ridge.") -> PCARidge:
         regression = cls(config)
-        regression.pca_ = PCA(config.variance)
-        regression.pca_.mean_ = arrays[prefix + "mean"]
-        regression.pca_.components_ = regression.components_ = arrays[prefix + "components"]
+        regression.pca_ = PCA.from_arrays(arrays, config.variance, prefix)
+        regression.components_ = regression.pca_.components_
         regression.weights_ = arrays[prefix + "weights"]
         return regression
 
@@ -200,18 +204,12 @@ class Whitening:
         return (self.pca_.transform(words) / self.scale_).astype(np.float32)
 
     def arrays(self, prefix: str = "whitening.") -> dict[str, np.ndarray]:
-        return {
-            prefix + "mean": self.pca_.mean_,
-            prefix + "components": self.pca_.components_,
-            prefix + "scale": self.scale_,
-        }
+        return self.pca_.arrays(prefix) | {prefix + "scale": self.scale_}
 
     @classmethod
     def from_arrays(cls, arrays: dict, variance: float, prefix: str = "whitening.") -> Whitening:
         whitening = cls(variance)
-        whitening.pca_ = PCA(variance)
-        whitening.pca_.mean_ = arrays[prefix + "mean"]
-        whitening.pca_.components_ = arrays[prefix + "components"]
+        whitening.pca_ = PCA.from_arrays(arrays, variance, prefix)
         whitening.scale_ = arrays[prefix + "scale"]
         return whitening
 
@@ -236,6 +234,35 @@ def bag_for(data: TrainingSet, config: BowConfig) -> tuple[BagOfWords, np.ndarra
     frames = frames_of(data.songs(), "mfcc")
     bag = BagOfWords(config).fit(frames)
     return bag, bag.transform(frames)
+
+
+class WhitenedBag:
+    """The inputs of `bow-mlp` and `mlr` (section 4.1): a song's word frequencies,
+    PCA-whitened. `learn` fits both on the warm songs; `transform` applies them."""
+
+    def __init__(self, bag: BagOfWords, whitening: Whitening):
+        self.bag, self.whitening = bag, whitening
+
+    @classmethod
+    def learn(cls, data: TrainingSet, config) -> tuple[WhitenedBag, np.ndarray]:
+        """(the inputs, the warm songs' whitened features) for a config with BowConfig's
+        fields (BowMLPConfig, MLRConfig)."""
+        bag, words = bag_for(data, config.bow())
+        whitening = Whitening(config.variance).fit(words)
+        return cls(bag, whitening), whitening.transform(words)
+
+    def transform(self, songs: Sequence[SongFeatures]) -> np.ndarray:
+        return self.whitening.transform(self.bag.transform(frames_of(songs, "mfcc")))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return self.bag.arrays() | self.whitening.arrays()
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], config) -> WhitenedBag:
+        return cls(
+            BagOfWords.from_arrays(arrays, config.bow()),
+            Whitening.from_arrays(arrays, config.variance),
+        )
 
 
 class BowLinear:

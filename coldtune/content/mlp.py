@@ -12,11 +12,10 @@ import torch
 from coldtune.content.base import (
     SongFeatures,
     TrainingSet,
-    frames_of,
     read_model_files,
     save_model,
 )
-from coldtune.content.bow import BagOfWords, Whitening, bag_for
+from coldtune.content.bow import WhitenedBag
 from coldtune.content.configs import BowMLPConfig
 from coldtune.content.objectives import WPELoss, mse_loss
 from coldtune.content.training import fit_report, network_state, train_config, train_loop
@@ -45,9 +44,8 @@ class BowMLP:
     def fit(self, data: TrainingSet) -> BowMLP:
         config = self.config.validate()
         loop = train_config(config)
-        self.bag_, words = bag_for(data, config.bow())
-        self.whitening_ = Whitening(config.variance).fit(words)
-        features = torch.as_tensor(self.whitening_.transform(words))
+        self.inputs_, features = WhitenedBag.learn(data, config)
+        features = torch.as_tensor(features)
         targets = torch.as_tensor(data.factors.astype(np.float32))
         torch.manual_seed(config.seed)
         self.network_ = build_mlp(features.shape[1], config, targets.shape[1])
@@ -81,12 +79,11 @@ class BowMLP:
         return self
 
     def predict(self, songs: Sequence[SongFeatures]) -> np.ndarray:
-        words = self.bag_.transform(frames_of(songs, "mfcc"))
         with torch.no_grad():
-            return self.network_(torch.as_tensor(self.whitening_.transform(words))).numpy()
+            return self.network_(torch.as_tensor(self.inputs_.transform(songs))).numpy()
 
     def save(self, folder: Path) -> None:
-        arrays = self.bag_.arrays() | self.whitening_.arrays()
+        arrays = self.inputs_.arrays()
         arrays |= {f"network.{k}": v.numpy() for k, v in self.network_.state_dict().items()}
         save_model(folder, self.name, self.config, arrays)
 
@@ -94,8 +91,7 @@ class BowMLP:
     def load(cls, folder: Path) -> BowMLP:
         config, arrays, _ = read_model_files(folder, BowMLPConfig)
         model = cls(config)
-        model.bag_ = BagOfWords.from_arrays(arrays, config.bow())
-        model.whitening_ = Whitening.from_arrays(arrays, config.variance)
+        model.inputs_ = WhitenedBag.from_arrays(arrays, config)
         weights = network_state(arrays)
         n_in = weights["1.weight"].shape[1]
         model.factors_ = weights["4.weight"].shape[0]

@@ -37,11 +37,10 @@ import torch
 from coldtune.content.base import (
     SongFeatures,
     TrainingSet,
-    frames_of,
     read_model_files,
     save_model,
 )
-from coldtune.content.bow import BagOfWords, Whitening, bag_for
+from coldtune.content.bow import WhitenedBag
 from coldtune.content.configs import MLRConfig
 from coldtune.content.training import fit_report, network_state, train_config, train_loop
 from coldtune.errors import ParameterError, WorkspaceError
@@ -148,9 +147,8 @@ class MLR:
     def fit(self, data: TrainingSet) -> MLR:
         config = self.config.validate()
         loop = train_config(config)
-        self.bag_, words = bag_for(data, config.bow())
-        self.whitening_ = Whitening(config.variance).fit(words)
-        features = torch.as_tensor(self.whitening_.transform(words))
+        self.inputs_, features = WhitenedBag.learn(data, config)
+        features = torch.as_tensor(features)
         near = listener_neighbours(data.confidence, config.neighbours)
         queries = np.flatnonzero((near >= 0).any(axis=1))  # songs with a co-listened song
         if len(queries) < 2:
@@ -188,13 +186,12 @@ class MLR:
     def predict(self, songs: Sequence[SongFeatures]) -> np.ndarray:
         """L x_j [shape=(len(songs), dims)] float32: inner products with `user_factors_`
         are the users' mean similarities to the songs."""
-        words = self.bag_.transform(frames_of(songs, "mfcc"))
         with torch.no_grad():
-            embedded = self.metric_(torch.as_tensor(self.whitening_.transform(words)))
+            embedded = self.metric_(torch.as_tensor(self.inputs_.transform(songs)))
         return embedded.numpy().astype(np.float32)
 
     def save(self, folder: Path) -> None:
-        arrays = self.bag_.arrays() | self.whitening_.arrays()
+        arrays = self.inputs_.arrays()
         arrays["network.project.weight"] = self.metric_.project.weight.detach().numpy()
         arrays["user_factors"] = self.user_factors_
         save_model(folder, self.name, self.config, arrays)
@@ -203,8 +200,7 @@ class MLR:
     def load(cls, folder: Path) -> MLR:
         config, arrays, _ = read_model_files(folder, MLRConfig)
         model = cls(config)
-        model.bag_ = BagOfWords.from_arrays(arrays, config.bow())
-        model.whitening_ = Whitening.from_arrays(arrays, config.variance)
+        model.inputs_ = WhitenedBag.from_arrays(arrays, config)
         weight = arrays["network.project.weight"]
         model.metric_ = Metric(weight.shape[1], weight.shape[0])
         model.metric_.load_state_dict(network_state(arrays))
