@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from coldtune.errors import WorkspaceError
 
 
@@ -55,13 +57,16 @@ def read_json(path: str | os.PathLike, *, what: str, hint: str) -> Any:
     return json.loads(path.read_text())
 
 
-def fingerprint(paths: Iterable[str | os.PathLike], *, root=None, **settings) -> str:
-    """A content hash (SHA-256) of the files an artefact was made from and its settings.
+def fingerprint(
+    paths: Iterable[str | os.PathLike] = (), *, root=None, arrays: Iterable = (), **settings
+) -> str:
+    """A content hash (SHA-256) of what an artefact was made from: files, arrays in
+    memory (ids, factors) and settings.
 
-    The one fingerprint of coldtune: results, caches and parts carry it, so an artefact
-    made from other inputs is never taken for a current one. Files are named relative
-    to `root` (when given) so a workspace copied elsewhere keeps its fingerprints; a
-    path that does not exist counts as absent.
+    The one fingerprint of coldtune: results, caches, checkpoints and parts carry it, so
+    an artefact made from other inputs is never taken for a current one. Files are named
+    relative to `root` (when given) so a workspace copied elsewhere keeps its
+    fingerprints; a path that does not exist counts as absent.
     """
     digest = hashlib.sha256(repr(sorted(settings.items())).encode())
     for path in sorted(Path(p) for p in paths):
@@ -73,6 +78,13 @@ def fingerprint(paths: Iterable[str | os.PathLike], *, root=None, **settings) ->
         with open(path, "rb") as handle:
             while chunk := handle.read(1 << 24):
                 digest.update(chunk)
+    for array in arrays:
+        array = np.asarray(array)
+        digest.update(f"{array.dtype.kind}{array.shape}\0".encode())
+        if array.dtype.kind in "OUS":  # ids: their text, one per line
+            digest.update("\n".join(map(str, array.ravel())).encode())
+        else:
+            digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from coldtune.errors import WorkspaceError
-from coldtune.workspace import atomic_path, write_json
+from coldtune.workspace import atomic_path, fingerprint, write_json
 
 WEIGHTS = "weights.safetensors"
 CONFIG = "config.json"
@@ -105,14 +105,9 @@ class TrainingSet:
         return stored_songs(self.features, self.song_ids, self.tags)
 
     def fingerprint(self) -> str:
-        """A digest of the songs and their target factors: a checkpoint of other data is
-        not resumed."""
-        import hashlib
-
-        digest = hashlib.blake2b(digest_size=12)
-        digest.update("\n".join(map(str, self.song_ids)).encode())
-        digest.update(np.ascontiguousarray(self.factors).tobytes())
-        return digest.hexdigest()
+        """workspace.fingerprint of the songs and their target factors: a checkpoint of
+        other data is not resumed."""
+        return fingerprint(arrays=(self.song_ids, self.factors))
 
 
 def save_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -8,7 +8,6 @@ a model that scores with users of its own), report.json and the training checkpo
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ from coldtune.data.splits import load_split
 from coldtune.data.tags import read_song_tags
 from coldtune.errors import WorkspaceError
 from coldtune.steps.wmf import load_wmf
-from coldtune.workspace import Workspace, atomic_path, write_json
+from coldtune.workspace import Workspace, atomic_path, fingerprint, write_json
 
 
 @dataclass
@@ -99,12 +98,9 @@ def bow_features(workspace: Workspace, config: BowConfig, songs: Songs):
 
 
 def _bow_key(config: BowConfig, warm_ids, cold_ids, store) -> str:
-    digest = hashlib.blake2b(digest_size=10)
-    digest.update(repr([getattr(config, f) for f in BowConfig.CODEBOOK_FIELDS]).encode())
-    for ids in (warm_ids, cold_ids):
-        digest.update("\n".join(map(str, ids)).encode() + b"\0")
-    digest.update(store.fingerprint().encode())
-    return digest.hexdigest()
+    codebook = {f: getattr(config, f) for f in BowConfig.CODEBOOK_FIELDS}
+    key = fingerprint(arrays=(warm_ids, cold_ids), store=store.fingerprint(), **codebook)
+    return key[:20]
 
 
 def run(workspace: Workspace, name: str, config=None, **options) -> dict:
