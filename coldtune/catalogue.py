@@ -29,6 +29,7 @@ Three sets of song factors, each an answer to a different question:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -132,6 +133,7 @@ class Catalogue:
         clip_model: ClipModel | None = None,
         metadata: dict[str, tuple[str, str]] | None = None,
         clips: dict[str, Path] | None = None,
+        fold_in: Callable[[sp.csr_matrix], np.ndarray] | None = None,
         source: str = "",
     ):
         """Songs are the catalogue's columns (warm, then cold); users its rows.
@@ -143,6 +145,9 @@ class Catalogue:
         training_plays : users x songs, the plays WMF saw (zero on cold songs).
         held_out_plays : users x songs, the plays the split hid (cold songs only).
         clip_model : what turns a new clip into factors (None: `embed_file` refuses).
+        fold_in : a new listener's factors from their plays of the warm songs, raw
+            counts [shape=(1, n_warm)] (WMF's `fold_in_users`, eq. 3 for one user row
+            with the song factors fixed; None: `recommend_for_plays` refuses).
         source : where the catalogue came from, for messages (a workspace folder).
         """
         n_songs, n_users = len(song_ids), len(user_ids)
@@ -155,6 +160,7 @@ class Catalogue:
         self.artists = np.array([metadata.get(s, ("", ""))[0] for s in self.song_ids], dtype=object)
         self.titles = np.array([metadata.get(s, ("", ""))[1] for s in self.song_ids], dtype=object)
         self.clips = clips or {}
+        self.fold_in = fold_in
         self.user_factors = np.asarray(user_factors, dtype=np.float32)
         self.gram = gram(self.user_factors)
         self.training_plays = sp.csr_matrix(training_plays)
@@ -281,22 +287,135 @@ class Catalogue:
         predicted ones. Each: row, score, cold, held_out_plays (the user's plays of a
         cold song that the split hid: a hit the system could not have known)."""
         u = self.user_row(user_id)
-        scores = self.scoring_factors @ self.user_factors[u]
-        if self.predicted_user_factors is not self.user_factors:  # mlr: its own user space
-            cold_scores = self.predicted_factors @ self.predicted_user_factors[u]
-            scores = np.where(self.cold, cold_scores, scores)
-        excluded = self.training_plays.indices[
+        played = self.training_plays.indices[
             self.training_plays.indptr[u] : self.training_plays.indptr[u + 1]
         ]
+        own = self.predicted_user_factors[u] if self._own_users else None
+        held = self.held_out_plays.getrow(u).toarray()[0]
+        return self._rank(self.user_factors[u], own, played, held, n=n, cold_only=cold_only)
+
+    def recommend_for_plays(
+        self, plays: Mapping[str, float], *, n: int = 20, cold_only: bool = False
+    ) -> dict:
+        """Recommendations for a listener the catalogue has never seen, from their
+        plays {song id: count}: folded in with the song factors fixed (eq. 3 with the
+        confidences of eq. 2, over the warm songs, as WMF fitted them), then ranked as
+        `recommend` does, never a song they played.
+
+        Returns {"songs": picks as `recommend`'s, "factors": the listener's x_u,
+        "used": songs the fold-in read, "unknown": ids not in the catalogue,
+        "cold_played": played cold songs (no WMF factors: not read, not recommended)}.
+        An unknown id is named, not fatal; no known warm song at all is an error.
+        """
+        if self.fold_in is None:
+            raise WorkspaceError(
+                "this catalogue cannot fold in listeners: it was built without WMF"
+            )
+        counts, unknown = {}, []
+        for song, count in plays.items():
+            check_id(song, what="song")
+            if isinstance(count, bool) or not isinstance(count, int | float | np.number):
+                raise ParameterError(
+                    f"song {song!r}: the play count must be a number, got {count!r}"
+                )
+            if not np.isfinite(count) or count < 0:
+                raise ParameterError(f"song {song!r}: the play count must be >= 0, got {count!r}")
+            if song in self.songs:
+                counts[self.songs.row(song)] = float(count)
+            else:
+                unknown.append(song)
+        warm = {row: c for row, c in counts.items() if not self.cold[row] and c > 0}
+        if not warm:
+            known = f"{len(counts)} known ({', '.join(map(repr, list(plays)[:5]))}...)"
+            raise ParameterError(
+                f"none of the {len(plays)} songs played is a warm song of the catalogue "
+                f"with a play count above 0 ({len(unknown)} unknown, {known}): the "
+                "fold-in needs plays of songs WMF has factors for"
+            )
+        n_warm = int((~self.cold).sum())
+        rows = np.fromiter(warm, dtype=np.int64)
+        row_plays = sp.csr_matrix(
+            (np.fromiter(warm.values(), dtype=np.float32), (np.zeros(len(rows), int), rows)),
+            shape=(1, n_warm),
+        )
+        factors = np.asarray(self.fold_in(row_plays), dtype=np.float32)[0]
+        played = np.fromiter(counts, dtype=np.int64)
+        own = None
+        if self._own_users:  # mlr: the user is the mean of the played songs' embeddings
+            with_audio = rows[self.has_audio[rows]]
+            own = self.predicted_factors[with_audio].mean(axis=0) if len(with_audio) else None
+        return {
+            "songs": self._rank(factors, own, played, None, n=n, cold_only=cold_only),
+            "factors": factors,
+            "used": [str(self.song_ids[r]) for r in sorted(warm)],
+            "unknown": unknown,
+            "cold_played": [str(self.song_ids[r]) for r in sorted(counts) if self.cold[r]],
+        }
+
+    def recommend_all(
+        self, *, n: int = 100, cold_only: bool = False, batch: int = 1024
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`recommend` for every user, `batch` users at a time: yields (user rows
+        [shape=(b,)], song rows [shape=(b, n)], scores [shape=(b, n)]), best first, never
+        a song the user played. A user with fewer than n songs left gets -1 rows (score
+        -inf) at the end. With `cold_only`, only the cold columns are scored. The top n
+        of each row are torch.topk's (one pass over the row, no sort of it); songs with
+        equal scores may come in another order than `recommend`'s."""
+        import torch
+
+        if n < 1 or batch < 1:
+            raise ParameterError(f"n and batch must be >= 1, got n={n!r}, batch={batch!r}")
+        columns = np.flatnonzero(self.cold) if cold_only else np.arange(len(self))
+        position = np.full(len(self), -1, dtype=np.int64)
+        position[columns] = np.arange(len(columns))
+        factors = self.scoring_factors[columns]
+        unusable = torch.from_numpy(~np.isfinite(factors).all(axis=1))  # no audio: never
+        songs = torch.from_numpy(np.nan_to_num(factors, nan=0.0))
+        own = None
+        if self._own_users:  # mlr: cold songs are scored in its own user space
+            own = torch.from_numpy(np.nan_to_num(self.predicted_factors[columns], nan=0.0))
+            cold = torch.from_numpy(self.cold[columns])
+        keep = min(n, len(columns))
+        for start in range(0, self.n_users, batch):
+            users = np.arange(start, min(start + batch, self.n_users))
+            scores = torch.from_numpy(self.user_factors[users]) @ songs.T
+            if own is not None:
+                mine = torch.from_numpy(self.predicted_user_factors[users]) @ own.T
+                scores = torch.where(cold[None, :], mine, scores)
+            scores[:, unusable] = -torch.inf
+            played = self.training_plays[users]
+            user_of = np.repeat(np.arange(len(users)), np.diff(played.indptr))
+            at = position[played.indices]
+            scores[torch.from_numpy(user_of[at >= 0]), torch.from_numpy(at[at >= 0])] = -torch.inf
+            best_scores, best = torch.topk(scores, keep, dim=1, sorted=True)
+            best_scores, best = best_scores.numpy(), best.numpy()
+            song_rows = np.where(np.isfinite(best_scores), columns[best], -1)
+            if keep < n:
+                pad = ((0, 0), (0, n - keep))
+                song_rows = np.pad(song_rows, pad, constant_values=-1)
+                best_scores = np.pad(best_scores, pad, constant_values=-np.inf)
+            yield users, song_rows, best_scores.astype(np.float32)
+
+    @property
+    def _own_users(self) -> bool:
+        return self.predicted_user_factors is not self.user_factors
+
+    def _rank(self, user, own, played, held, *, n: int, cold_only: bool) -> list[dict]:
+        """The n best songs for user factors `user` (and, for a model with users of its
+        own, its user `own`; None: cold songs by `user`), `played` rows excluded."""
+        scores = self.scoring_factors @ user
+        if self._own_users:  # mlr: its own user space for the cold songs
+            cold_scores = self.predicted_factors @ own if own is not None else np.nan
+            scores = np.where(self.cold, cold_scores, scores)
+        excluded = np.asarray(played, dtype=np.int64)
         if cold_only:
             excluded = np.union1d(excluded, np.flatnonzero(~self.cold))
-        held = self.held_out_plays.getrow(u).toarray()[0]
         return [
             {
                 "row": int(i),
                 "score": float(scores[i]),
                 "cold": bool(self.cold[i]),
-                "held_out_plays": int(held[i]),
+                "held_out_plays": int(held[i]) if held is not None else 0,
             }
             for i in top_k(scores, n, exclude=excluded)
         ]

@@ -21,6 +21,7 @@ from coldtune.cli.common import (
     tags_app,
 )
 from coldtune.cli.options import takes
+from coldtune.errors import ColdtuneError
 from coldtune.eval.song_map import MapConfig
 from coldtune.eval.tags import TagConfig
 from coldtune.workspace import Workspace
@@ -97,28 +98,68 @@ def search(
 
 @command(app, "recommend")
 def recommend(
-    user: Annotated[str, typer.Argument(help="A user id.")],
     workspace: WorkspaceOption,
+    user: Annotated[str | None, typer.Argument(help="A user id of the workspace.")] = None,
+    plays: Annotated[
+        Path | None,
+        typer.Option(help="A new listener's plays instead: a song id and count per line."),
+    ] = None,
+    every_user: Annotated[
+        bool, typer.Option("--all", help="Every user's top songs, into the file --out.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="With --all: the Parquet file to write.")
+    ] = None,
     n: CountOption = 20,
     cold_only: Annotated[bool, typer.Option(help="Only songs nobody has played yet.")] = False,
     model: ModelOption = None,
 ):
-    """Top songs for a user by x_u^T y (warm songs: WMF; cold songs: predicted factors)."""
-    from coldtune.steps.catalogue import load_catalogue
+    """Top songs for a user by x_u^T y (warm songs: WMF; cold songs: predicted factors).
 
+    With --plays FILE, for a listener the workspace has never seen: folded in from
+    their plays (eq. 3 with the song factors fixed), never a song they played. With
+    --all -o FILE, every user's top songs, as Parquet (user, rank, song, score).
+    """
+    from coldtune.data.plays import read_listener_plays
+    from coldtune.steps.catalogue import load_catalogue, recommend_all
+
+    if sum((user is not None, plays is not None, every_user)) != 1:
+        raise ColdtuneError("give one of: a user id, --plays FILE (a new listener), --all")
+    if every_user:
+        if out is None:
+            raise ColdtuneError("--all needs --out FILE (Parquet)")
+        with bars(9) as show:
+            done = recommend_all(
+                Workspace(workspace),
+                out,
+                n=n,
+                cold_only=cold_only,
+                model=model,
+                on_progress=lambda users, total: show("users", users, total),
+            )
+        say(
+            f"{done['rows']:,} recommendations for {done['users']:,} users "
+            f"({done['model'] or 'no clip model'}) in {done['seconds']:.1f} s -> {out}"
+        )
+        return
+    listener, skipped = read_listener_plays(plays) if plays is not None else (None, [])
     catalogue = load_catalogue(Workspace(workspace), model=model)
-    about = catalogue.user_summary(catalogue.user_row(user))
-    most = "; ".join(about["top_songs"])
-    say(f"[bold]{user}[/]: {about['songs_played']} songs played, most: {most}")
-    picks = catalogue.recommend(user, n=n, cold_only=cold_only)
-    ranked(
-        catalogue,
-        [
-            (pick["row"], f"  {pick['score']:.3f}" + _held_out(pick["held_out_plays"]))
-            for pick in picks
-        ],
-        indent=" ",
-    )
+    if listener is not None:
+        found = catalogue.recommend_for_plays(listener, n=n, cold_only=cold_only)
+        for bad in skipped:
+            say(f"{plays}: {bad} (skipped)")
+        for key, what in (("unknown", "not in the catalogue"), ("cold_played", "cold")):
+            if found[key]:
+                say(f"{len(found[key])} songs {what}, not read: {', '.join(found[key][:10])}")
+        say(f"[bold]{plays}[/]: folded in from {len(found['used'])} warm songs")
+        picks = found["songs"]
+    else:
+        about = catalogue.user_summary(catalogue.user_row(user))
+        most = "; ".join(about["top_songs"])
+        say(f"[bold]{user}[/]: {about['songs_played']} songs played, most: {most}")
+        picks = catalogue.recommend(user, n=n, cold_only=cold_only)
+    lines = [(p["row"], f"  {p['score']:.3f}" + _held_out(p["held_out_plays"])) for p in picks]
+    ranked(catalogue, lines, indent=" ")
 
 
 def _held_out(plays: int) -> str:

@@ -640,3 +640,47 @@ def load_interactions(workspace: Workspace) -> Interactions:
         IngestReport(**read_json(report_path, what="", hint="")) if report_path.exists() else None
     )
     return Interactions(matrix, user_ids, song_ids, report)
+
+
+# --------------------------------------------------------------------------- one listener
+
+
+def read_listener_plays(path: str | os.PathLike) -> tuple[dict[str, float], list[BadLine]]:
+    """One listener's plays, a song id and a play count per line: {song: count} and
+    the lines skipped. Fields are separated by a tab, a comma or spaces; a line with
+    only an id counts one play; a first line naming the columns (`song,count`), blank
+    lines and `#` comments are skipped; a song listed twice adds up. A line whose
+    count is not a number >= 0 is skipped and reported, not fatal."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlaysFormatError(f"{path}: no such file (one song id and play count per line)")
+    plays: dict[str, float] = {}
+    bad: list[BadLine] = []
+    first = True
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, text in enumerate(handle, start=1):
+            text = text.split("#", 1)[0].strip()
+            if not text:
+                continue
+            header, first = first, False
+            fields = text.replace("\t", ",").replace(" ", ",").split(",")
+            fields = [f.strip().strip('"') for f in fields if f.strip()]
+            if len(fields) > 2:
+                bad.append(BadLine(number, f"{len(fields)} fields, expected song[,count]", True))
+                continue
+            song, count = fields[0], fields[1] if len(fields) == 2 else "1"
+            try:
+                value = float(count)
+            except ValueError:
+                if header:  # the first line names the columns
+                    continue
+                bad.append(BadLine(number, f"count {count!r} is not a number"))
+                continue
+            if not np.isfinite(value) or value < 0:
+                bad.append(BadLine(number, f"count {count!r} is not a number >= 0"))
+                continue
+            plays[song] = plays.get(song, 0.0) + value
+    if not plays:
+        problems = "; ".join(map(str, bad[:3])) or "the file holds no song"
+        raise PlaysFormatError(f"{path}: no usable line ({problems})")
+    return plays, bad

@@ -33,6 +33,7 @@ from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, Field
 
 from coldtune.audio.decode import ClipRejected
 from coldtune.errors import ColdtuneError, NotFoundError, ParameterError
@@ -55,6 +56,18 @@ AUDIO_TYPES = {".ogg": "audio/ogg", ".mp3": "audio/mpeg", ".wav": "audio/wav",
 
 
 N = Annotated[int, Query(ge=1, le=500, description="How many songs or users.")]
+
+
+class ListenerPlays(BaseModel):
+    """A new listener: their plays, and what to return."""
+
+    plays: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        min_length=1,
+        max_length=100_000,
+        description='Play count per song id, e.g. {"SOAAAGQ12A8C1420C8": 3}.',
+    )
+    n: int = Field(default=20, ge=1, le=500, description="How many songs.")
+    cold_only: bool = Field(default=False, description="Only songs nobody has played.")
 
 
 class _TooLarge(Exception):
@@ -268,6 +281,27 @@ def create_app(
                 | {"score": round(pick["score"], 6), "held_out_plays": pick["held_out_plays"]}
                 for pick in picks
             ],
+        }
+
+    @app.post("/api/recommendations", tags=["users"])
+    def new_listener(request: Request, listener: ListenerPlays) -> dict:
+        """Recommendations for a listener the service has never seen, from their plays:
+        folded in with the song factors fixed (eq. 3 with eq. 2's confidences), then the
+        songs with the highest x_u^T y, never one they played. Unknown song ids are
+        named in `unknown`; plays of cold songs (no WMF factors) in `cold_played`."""
+        catalogue = request.app.state.catalogue
+        found = catalogue.recommend_for_plays(
+            listener.plays, n=listener.n, cold_only=listener.cold_only
+        )
+        return {
+            "songs": [
+                song(request, pick["row"]) | {"score": round(pick["score"], 6)}
+                for pick in found["songs"]
+            ],
+            "factors": [round(float(v), 6) for v in found["factors"]],
+            "used": found["used"],
+            "unknown": found["unknown"],
+            "cold_played": found["cold_played"],
         }
 
     @app.post("/api/clips", tags=["clips"])

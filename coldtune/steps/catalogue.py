@@ -57,6 +57,7 @@ def load_catalogue(
         clip_model=clip_model,
         metadata=song_metadata(workspace),
         clips=clip_paths(workspace),
+        fold_in=wmf.fold_in_users,
         source=str(workspace.root),
     )
 
@@ -220,3 +221,56 @@ def search(workspace: Workspace, query: str, *, n: int = 20) -> list[tuple[str, 
     found = list(song_metadata(workspace).items())
     texts = [f"{artist} {title} {song}".lower() for song, (artist, title) in found]
     return [(found[i][0], *found[i][1]) for i in search_texts(texts, query, n=n)]
+
+
+def recommend_all(
+    workspace: Workspace,
+    out: str | Path,
+    *,
+    n: int = 100,
+    cold_only: bool = False,
+    model: str | None = None,
+    batch: int = 1024,
+    on_progress=None,
+) -> dict:
+    """`coldtune recommend --all`: the n best songs for every user of the workspace
+    (`Catalogue.recommend_all`), never one they played, written to the Parquet file
+    `out` with columns user, rank (1 = best), song, score, one row per recommendation.
+    Written atomically: a killed run leaves no partial file. on_progress(done, total)
+    counts users. Returns a summary: users, rows, seconds."""
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    catalogue = load_catalogue(workspace, model=model)
+    schema = pa.schema(
+        [("user", pa.string()), ("rank", pa.int16()), ("song", pa.string()),
+         ("score", pa.float32())]
+    )  # fmt: skip
+    written = 0
+    with atomic_path(Path(out)) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for users, rows, scores in catalogue.recommend_all(n=n, cold_only=cold_only, batch=batch):
+            real = rows >= 0
+            user_of, rank = np.nonzero(real)
+            table = pa.table(
+                {
+                    "user": catalogue.user_ids[users][user_of],
+                    "rank": (rank + 1).astype(np.int16),
+                    "song": catalogue.song_ids[rows[real]],
+                    "score": scores[real],
+                },
+                schema=schema,
+            )
+            writer.write_table(table)
+            written += len(table)
+            if on_progress is not None:
+                on_progress(int(users[-1]) + 1, catalogue.n_users)
+    return {
+        "users": catalogue.n_users,
+        "rows": written,
+        "model": catalogue.model_name,
+        "seconds": round(time.perf_counter() - start, 2),
+        "out": str(out),
+    }
