@@ -229,3 +229,85 @@ def test_cli_exit_status_says_whether_files_were_rejected(tmp_path):
         app, ["audio", "extract", str(tmp_path / "nope"), "-w", str(tmp_path / "C")]
     )
     assert result.exit_code == 2 and "not a folder" in result.output
+
+
+# MSD ids in the MSD's shape: TR/SO and 16 capitals or digits
+TRACK_A, TRACK_B, TRACK_C, TRACK_UNKNOWN = (
+    "TRAAAAW128F429D538", "TRAAABD128F429CF47", "TRAAADZ128F9348C2E", "TRZZZZZ128F000000Z",
+)  # fmt: skip
+SONG_A, SONG_C, SONG_OWN = "SOMZWCG12A8C13C480", "SOCIWDW12A8C13D406", "SOXVLOJ12AB0189215"
+
+
+def make_msd_folder(root: Path) -> tuple[Path, dict[str, str]]:
+    """Clips named by track id in the MSD's nested folders (3rd-5th characters), one
+    named by its song id, and the unique_tracks.txt that maps them: tracks A and B are
+    two tracks of one song (B in a folder listed first), the unknown track is in no table."""
+    for track, freq in ((TRACK_A, 220), (TRACK_B, 330), (TRACK_C, 440), (TRACK_UNKNOWN, 550)):
+        folder = root / "0-first" if track == TRACK_B else root / track[2] / track[3] / track[4]
+        folder.mkdir(parents=True, exist_ok=True)
+        write_clip(folder / f"{track}.wav", tone(4.0, 22050, freq), 22050)
+    write_clip(root / f"{SONG_OWN}.wav", tone(4.0, 22050, 660), 22050)
+    tracks = {TRACK_A: SONG_A, TRACK_B: SONG_A, TRACK_C: SONG_C}
+    table = root.parent / "unique_tracks.txt"
+    table.write_text("".join(f"{t}<SEP>{s}<SEP>An Artist<SEP>A Title\n" for t, s in tracks.items()))
+    return table, tracks
+
+
+def test_tracks_table_names_clips_by_song_and_rejects_unknown_tracks(tmp_path):
+    table, tracks = make_msd_folder(tmp_path / "clips")
+    listing = find_clips(tmp_path / "clips", tracks=tracks)
+    assert sorted(song for song, _ in listing.clips) == sorted([SONG_A, SONG_C, SONG_OWN])
+    kept = dict(listing.clips)
+    # two tracks of one song: the track id that sorts first is kept, wherever it lies
+    assert Path(kept[SONG_A]).name == f"{TRACK_A}.wav"
+    assert Path(kept[SONG_C]).name == f"{TRACK_C}.wav"
+    assert len(listing.mapped) == 3 and len(listing.rejected) == 2
+    assert [r[1] for r in listing.duplicate_tracks] == [
+        str(tmp_path / "clips" / "0-first" / f"{TRACK_B}.wav")
+    ]
+
+    features = tmp_path / "W" / "features"
+    summary = extract(tmp_path / "clips", features, tracks=tracks, workers=1)
+    assert (summary.extracted, summary.songs_in_store, summary.rejected_total) == (3, 3, 2)
+    assert (summary.tracks_mapped, summary.unknown_tracks, summary.duplicate_tracks) == (2, 1, 1)
+    assert "1 tracks not in the tracks table" in summary.summary()
+    assert "1 further tracks of a song already kept" in summary.summary()
+    assert sorted(FeatureStore(features).song_ids) == sorted([SONG_A, SONG_C, SONG_OWN])
+    rejects = read_rejects(features)
+    unknown = rejects[f"{TRACK_UNKNOWN}.wav"]
+    assert f"{TRACK_UNKNOWN}.wav" in unknown and "not in the tracks table" in unknown
+    duplicate = rejects[f"{TRACK_B}.wav"]
+    assert f"another track of song {SONG_A}" in duplicate and f"kept {TRACK_A}" in duplicate
+    # the stored clip is track A's (220 Hz), not track B's
+    direct = extract_clip(kept[SONG_A], ExtractConfig())["mel"]
+    np.testing.assert_allclose(FeatureStore(features).song(SONG_A), direct, atol=2e-3, rtol=1e-3)
+    # a second run with the table redoes nothing
+    again = extract(tmp_path / "clips", features, tracks=tracks, workers=1)
+    assert (again.already_done, again.extracted, again.rejected_total) == (3, 0, 2)
+
+
+def test_without_a_tracks_table_file_names_stay_the_ids(tmp_path):
+    make_msd_folder(tmp_path / "clips")
+    listing = find_clips(tmp_path / "clips")
+    names = {TRACK_A, TRACK_B, TRACK_C, TRACK_UNKNOWN, SONG_OWN}
+    assert {song for song, _ in listing.clips} == names and not listing.rejected
+
+
+def test_cli_extract_maps_tracks_with_unique_tracks_txt(tmp_path):
+    from typer.testing import CliRunner
+
+    from coldtune.cli import app
+
+    table, _ = make_msd_folder(tmp_path / "clips")
+    runner = CliRunner()
+    args = ["audio", "extract", str(tmp_path / "clips"), "-w", str(tmp_path / "W")]
+    result = runner.invoke(app, [*args, "--tracks", str(table), "--workers", "1"])
+    assert result.exit_code == 1, result.output  # the unknown track and track B: rejected
+    assert "3 extracted" in result.output
+    assert "2 files named by track id, stored by song id" in result.output
+    assert "1 tracks not in the tracks table" in result.output
+    assert sorted(FeatureStore(tmp_path / "W" / "features").song_ids) == sorted(
+        [SONG_A, SONG_C, SONG_OWN]
+    )
+    result = runner.invoke(app, [*args, "--tracks", str(tmp_path / "missing.txt")])
+    assert result.exit_code == 2 and "tracks table not found" in result.output

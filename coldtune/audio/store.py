@@ -41,7 +41,7 @@ import re
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -80,10 +80,20 @@ INDEX_SCHEMA = pa.schema(
 @dataclass
 class ClipList:
     """The clips of a folder or manifest: (song id, path) pairs, and those that cannot be
-    used before decoding (a song id given twice, a manifest path that does not exist)."""
+    used before decoding (a song id given twice, a manifest path that does not exist, a
+    track id the tracks table does not know)."""
 
     clips: list[tuple[str, str]] = field(default_factory=list)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # id, path, reason
+    mapped: set[str] = field(default_factory=set)  # paths named by a known track id
+    # rows of `rejected`: files named by a track id the tracks table does not know, and
+    # further tracks (or files) of a song whose clip is already kept
+    unknown_tracks: list[tuple[str, str, str]] = field(default_factory=list)
+    duplicate_tracks: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+MSD_TRACK_ID = re.compile(r"TR[A-Z0-9]{16}")
+"""An MSD track id: TR and 16 capitals or digits (TRAAAAW128F429D538)."""
 
 
 def song_id_from_path(path: str | os.PathLike) -> str:
@@ -91,11 +101,27 @@ def song_id_from_path(path: str | os.PathLike) -> str:
     return Path(path).stem
 
 
-def find_clips(folder: str | os.PathLike | None, *, manifest: str | os.PathLike | None = None):
+def find_clips(
+    folder: str | os.PathLike | None,
+    *,
+    manifest: str | os.PathLike | None = None,
+    tracks: Mapping[str, str] | None = None,
+):
     """Every non-hidden file under `folder` (ids from file names), or the rows of a
     manifest (CSV or TSV with columns song_id and path; relative paths are taken from the
     manifest's folder). Files that are not audio are kept: decoding rejects them with a
-    reason, so the rejects table shows everything the user pointed at."""
+    reason, so the rejects table shows everything the user pointed at.
+
+    `tracks` (track id -> song id, the MSD's unique_tracks.txt as read by
+    `coldtune.data.tags.read_track_songs`) maps the MSD's names to song ids: a file
+    named by a track id it holds is listed under that track's song; a file named like
+    a track id (`MSD_TRACK_ID`) that it does not hold is rejected; any other name (a
+    song id, SO...) is a song id as without `tracks`. Of several files of one song (two
+    tracks of a song, or a track and the song's own name) the one whose name sorts first
+    is kept, so the choice does not depend on the folders; the others are rejected
+    with the kept one in their reason. Files with the very same id: the first listed is
+    kept.
+    """
     found = ClipList()
     if manifest is not None:
         pairs = _read_manifest(Path(manifest))
@@ -112,13 +138,46 @@ def find_clips(folder: str | os.PathLike | None, *, manifest: str | os.PathLike 
                 if not name.startswith("."):
                     path = Path(directory) / name
                     pairs.append((song_id_from_path(path), str(path)))
-    seen: dict[str, str] = {}
-    for song_id, path in pairs:
-        if song_id in seen:
-            found.rejected.append((song_id, path, f"duplicate song id, also at {seen[song_id]}"))
-        else:
-            seen[song_id] = path
+    # (song id, path, the name it was listed by) of every usable file, in listing order
+    named: list[tuple[str, str, str]] = []
+    for name, path in pairs:
+        song_id = name
+        if tracks is not None:
+            if name in tracks:
+                song_id = tracks[name]
+                found.mapped.add(path)
+            elif MSD_TRACK_ID.fullmatch(name):
+                row = (
+                    name,
+                    path,
+                    f"{Path(path).name}: track {name} is not in the tracks table "
+                    "(unique_tracks.txt), so it has no song id",
+                )
+                found.unknown_tracks.append(row)
+                found.rejected.append(row)
+                continue
+        named.append((song_id, path, name))
+    kept: dict[str, tuple[str, str, str]] = {}
+    for entry in named:
+        song_id, _, name = entry
+        if song_id not in kept or name < kept[song_id][2]:
+            kept[song_id] = entry
+    for entry in named:
+        song_id, path, name = entry
+        first = kept[song_id]
+        if entry is first:
             found.clips.append((song_id, path))
+        elif name == first[2]:
+            found.rejected.append((song_id, path, f"duplicate song id, also at {first[1]}"))
+        else:
+            row = (
+                song_id,
+                path,
+                f"{name} is another track of song {song_id}; kept {first[2]} "
+                f"at {first[1]} (the name that sorts first)",
+            )
+            found.duplicate_tracks.append(row)
+            found.rejected.append(row)
     return found
 
 
@@ -231,6 +290,11 @@ class ExtractSummary:
     workers: int
     shard: str
     rejects_path: str
+    # with a tracks table (`tracks=`): files of this part named by a known track id, by
+    # an unknown one, and further tracks of a song already kept (both kinds rejected)
+    tracks_mapped: int | None = None
+    unknown_tracks: int = 0
+    duplicate_tracks: int = 0
 
     @property
     def clips_per_second(self) -> float:
@@ -243,6 +307,13 @@ class ExtractSummary:
             f"{self.seconds:.1f} s ({self.clips_per_second:.1f} clips/s, {self.workers} "
             f"workers); {self.songs_in_store:,} songs in the store"
         )
+        if self.tracks_mapped is not None:
+            text += (
+                f"\n{self.tracks_mapped:,} files named by track id, stored by song id; "
+                f"{self.unknown_tracks:,} tracks not in the tracks table; "
+                f"{self.duplicate_tracks:,} further tracks of a song already kept "
+                "(one clip per song: the track id that sorts first)"
+            )
         if self.rejected_total:
             text += f"\n{self.rejected_total:,} files rejected in all: see {self.rejects_path}"
         return text
@@ -461,6 +532,7 @@ def extract(
     *,
     config: ExtractConfig = ExtractConfig(),
     manifest: str | os.PathLike | None = None,
+    tracks: Mapping[str, str] | None = None,
     workers: int | None = None,
     shard: ShardSpec = ShardSpec(),
     clips_per_shard: int = 64,
@@ -470,6 +542,9 @@ def extract(
 
     Runs in `workers` processes (default: one per core), commits shards of
     `clips_per_shard` clips as they finish, and can be killed and re-run at any moment.
+    `tracks` (track id -> song id, `coldtune.data.tags.read_track_songs` of the MSD's
+    unique_tracks.txt) stores clips named by track id under their song ids
+    (`find_clips` says how).
     """
     config = config.validate()
     if not (isinstance(clips_per_shard, int) and clips_per_shard >= 1):
@@ -486,7 +561,7 @@ def extract(
     _check_config(features_dir, config)
     _remove_uncommitted(shards_dir, shard)
 
-    listing = find_clips(folder, manifest=manifest)
+    listing = find_clips(folder, manifest=manifest, tracks=tracks)
     mine = [(song_id, path) for song_id, path in listing.clips if shard.owns(song_id)]
     done = set(_read_indexes(shards_dir)["song_id"].to_pylist())
     todo = [(song_id, path) for song_id, path in mine if song_id not in done]
@@ -504,6 +579,13 @@ def extract(
         extracted, rejected = _run_tasks(tasks, workers, str(log_dir), len(todo), on_progress)
 
     mine_rejected = [r for r in listing.rejected if shard.owns(r[0])]
+    track_counts = {}
+    if tracks is not None:
+        track_counts = {
+            "tracks_mapped": sum(path in listing.mapped for _, path in mine),
+            "unknown_tracks": sum(shard.owns(r[0]) for r in listing.unknown_tracks),
+            "duplicate_tracks": sum(shard.owns(r[0]) for r in listing.duplicate_tracks),
+        }
     # What this part's run saw before decoding (listing problems: duplicate ids) is in
     # no shard index, so it is kept in the part's record; `coldtune audio merge` reads
     # the records of every part, wherever each ran.
@@ -517,6 +599,7 @@ def extract(
             "rejected_now": rejected,
             "workers": workers,
             "seconds": round(time.perf_counter() - start, 3),
+            **track_counts,
             "listing_rejects": [list(r) for r in mine_rejected],
         },
     )
@@ -534,6 +617,7 @@ def extract(
         workers=workers,
         shard=f"{shard.index}/{shard.count}",
         rejects_path=str(rejects_path),
+        **track_counts,
     )
     write_json(features_dir / "summary.json", dataclasses.asdict(summary))
     return summary

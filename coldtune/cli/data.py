@@ -99,6 +99,12 @@ def audio_extract(
     manifest: Annotated[
         Path | None, typer.Option(help="CSV/TSV with columns song_id,path instead of a folder.")
     ] = None,
+    tracks: Annotated[
+        Path | None,
+        typer.Option(
+            help="The MSD's unique_tracks.txt: clips named by track id are stored by song id."
+        ),
+    ] = None,
     workers: WorkersOption = None,
     shard: Annotated[
         str | None, typer.Option(help="i/n: extract only part i of n (by song id hash).")
@@ -110,15 +116,19 @@ def audio_extract(
     Exit status: 0 all clips extracted, 1 some files rejected (see rejects.tsv), 2 error.
     """
     from coldtune.audio.store import ExtractConfig, ShardSpec, extract
+    from coldtune.data.tags import read_track_songs
 
     if folder is None and manifest is None:
         raise ColdtuneError("give a folder of clips, or --manifest FILE")
+    # read here, not in coldtune.audio: audio and data are independent layers
+    track_songs = read_track_songs(tracks) if tracks is not None else None
     with bars(10, rate=True) as show:
         summary = extract(
             folder,
             Workspace(workspace).features_dir,
             config=ExtractConfig(clip, features),
             manifest=manifest,
+            tracks=track_songs,
             workers=workers,
             shard=ShardSpec.parse(shard),
             clips_per_shard=clips_per_shard,

@@ -42,6 +42,8 @@ class TagReport:
 
 def read_track_songs(path: str | os.PathLike) -> dict[str, str]:
     """track id -> song id from the MSD's unique_tracks.txt (`<SEP>`-separated)."""
+    if not Path(path).is_file():
+        raise ParameterError(f"{path}: tracks table not found; give the MSD's unique_tracks.txt")
     mapping = {}
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
