@@ -257,7 +257,9 @@ class Catalogue:
         """Table 4: the n songs whose usage patterns are closest (cosine) to the song's,
         by WMF's factors ("usage") and by the clip model's predictions ("predicted")."""
         row = self.song_row(song_id)
-        out = {"usage": self._nearest(self._usage_unit, self._usage_unit[row], n, row)}
+        usage = self._usage_unit[row]
+        # a new release has no plays, so no usage pattern: nothing is near it by usage
+        out = {"usage": self._nearest(self._usage_unit, usage, n, row) if usage.any() else []}
         out["predicted"] = (
             self._nearest(self._predicted_unit, self._predicted_unit[row], n, row)
             if self.has_audio[row]

@@ -131,6 +131,11 @@ class Workspace:
         return self.root / "tags" / "tags.parquet"
 
     @property
+    def releases_path(self) -> Path:
+        """Songs added by `coldtune add` (new releases: audio, no plays)."""
+        return self.root / "releases.csv"
+
+    @property
     def bow_dir(self) -> Path:
         return self.root / "bow"
 

@@ -76,7 +76,8 @@ def similar(
     say(f"[bold]{catalogue.label(row)}{cold}  ({song})[/]")
     titles = {"usage": "by usage (WMF factors)", "predicted": f"by audio ({catalogue.model_name})"}
     for space, neighbours in found.items():
-        say(f"\n{titles[space]}:" + ("" if neighbours else "\n  (the song has no audio)"))
+        none = {"usage": "no plays yet", "predicted": "the song has no audio"}[space]
+        say(f"\n{titles[space]}:" + ("" if neighbours else f"\n  ({none})"))
         ranked(catalogue, [(nb.index, f"  {nb.similarity:.4f}") for nb in neighbours])
 
 

@@ -139,6 +139,50 @@ def audio_extract(
         raise typer.Exit(1)
 
 
+@command(app, "add")
+def add(
+    workspace: WorkspaceOption,
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of new clips (walked recursively; id = file name)."),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="CSV/TSV with song_id,path (and artist,title) instead of a folder."),
+    ] = None,
+    tracks: Annotated[
+        Path | None,
+        typer.Option(help="The MSD's unique_tracks.txt: track ids -> song ids, artist, title."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Clip model that predicts their factors; default: a CNN.")
+    ] = None,
+    workers: WorkersOption = None,
+):
+    """New releases: extract their clips, predict their factors, add them as cold songs.
+
+    Resumable and idempotent: run it again after a kill, or on the same clips, and each
+    song is added once. Exit status: 0 all clips used, 1 some rejected (rejects.tsv), 2 error.
+    """
+    from coldtune.steps.releases import add_releases
+
+    if folder is None and manifest is None:
+        raise ColdtuneError("give a folder of clips, or --manifest FILE")
+    with bars(10, rate=True) as show:
+        summary = add_releases(
+            Workspace(workspace),
+            folder,
+            manifest=manifest,
+            tracks=tracks,
+            model=model,
+            workers=workers,
+            on_progress=lambda done, total: show("extracting", done, total),
+        )
+    say(summary.summary())
+    if summary.extract.rejected_total:
+        raise typer.Exit(1)
+
+
 @command(audio_app, "merge")
 def audio_merge(
     workspace: WorkspaceOption,

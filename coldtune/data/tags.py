@@ -40,11 +40,12 @@ class TagReport:
         return text
 
 
-def read_track_songs(path: str | os.PathLike) -> dict[str, str]:
-    """track id -> song id from the MSD's unique_tracks.txt (`<SEP>`-separated)."""
+def read_unique_tracks(path: str | os.PathLike) -> dict[str, tuple[str, str, str]]:
+    """track id -> (song id, artist, title) from the MSD's unique_tracks.txt
+    (track<SEP>song<SEP>artist<SEP>title; artist and title may be missing)."""
     if not Path(path).is_file():
         raise ParameterError(f"{path}: tracks table not found; give the MSD's unique_tracks.txt")
-    mapping = {}
+    tracks = {}
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             parts = line.rstrip("\n").split("<SEP>")
@@ -52,8 +53,14 @@ def read_track_songs(path: str | os.PathLike) -> dict[str, str]:
                 raise ParameterError(
                     f"{path}:{number}: expected track<SEP>song<SEP>artist<SEP>title, got {line!r}"
                 )
-            mapping[parts[0]] = parts[1]
-    return mapping
+            artist, title = (parts[2:4] + ["", ""])[:2]
+            tracks[parts[0]] = (parts[1], artist, title)
+    return tracks
+
+
+def read_track_songs(path: str | os.PathLike) -> dict[str, str]:
+    """track id -> song id from the MSD's unique_tracks.txt (`<SEP>`-separated)."""
+    return {track: song for track, (song, _, _) in read_unique_tracks(path).items()}
 
 
 def read_lastfm_tags(folder: str | os.PathLike, tracks: dict[str, str]):

@@ -29,7 +29,8 @@ def load_catalogue(
     """The split's songs (warm, then cold, each in column order) and users (WMF's row
     order), WMF's factors, the cold songs folded in from their held-out plays (shown
     as "usage", never used to recommend) and clip model `model`'s predictions (default:
-    `choose_clip_model`'s), cached beside the model."""
+    `choose_clip_model`'s), cached beside the model. The new releases of
+    W/releases.csv (`coldtune add`) come last, as cold songs nobody has played."""
     interactions = load_interactions(workspace)
     split = load_split(workspace, interactions)
     wmf = load_wmf(workspace, split=split)
@@ -42,24 +43,57 @@ def load_catalogue(
     held_out_plays = sp.hstack([sp.csr_matrix((n_users, n_warm)), plays[:, split.cold_songs]])
     folded = wmf.fold_in_songs(split.cold_plays(interactions.matrix))
     song_ids = np.asarray(interactions.song_ids[columns], dtype=str)
+    # new releases (coldtune add): cold songs with audio and no plays at all
+    in_split = set(song_ids)
+    releases = [row for row in read_releases(workspace) if row["song_id"] not in in_split]
+    n_new = len(releases)
+    song_ids = np.concatenate([song_ids, np.array([row["song_id"] for row in releases], str)])
+    training_plays = sp.hstack([training_plays, sp.csr_matrix((n_users, n_new))]).tocsr()
+    held_out_plays = sp.hstack([held_out_plays, sp.csr_matrix((n_users, n_new))]).tocsr()
+    metadata = song_metadata(workspace)
+    for row in releases:
+        if row["artist"] or row["title"] or row["song_id"] not in metadata:
+            metadata[row["song_id"]] = (row["artist"], row["title"])
     clip_model = load_clip_model(workspace, choose_clip_model(workspace, model))
     return Catalogue(
         song_ids=song_ids,
-        cold=np.arange(len(columns)) >= n_warm,
+        cold=np.arange(len(song_ids)) >= n_warm,
         user_ids=interactions.user_ids[split.users],
         user_factors=wmf.user_factors_,
-        usage_factors=np.vstack([wmf.song_factors_, folded]),
+        usage_factors=np.vstack(
+            [wmf.song_factors_, folded, np.zeros((n_new, folded.shape[1]), np.float32)]
+        ),
         predicted_factors=catalogue_predictions(
             workspace, clip_model, song_ids, on_progress=on_progress
         ),
         training_plays=training_plays,
-        held_out_plays=held_out_plays.tocsr(),
+        held_out_plays=held_out_plays,
         clip_model=clip_model,
-        metadata=song_metadata(workspace),
+        metadata=metadata,
         clips=clip_paths(workspace),
         fold_in=wmf.fold_in_users,
         source=str(workspace.root),
     )
+
+
+RELEASE_COLUMNS = ("song_id", "artist", "title", "added")
+"""W/releases.csv: the songs `coldtune add` added (coldtune.steps.releases)."""
+
+
+def read_releases(workspace: Workspace) -> list[dict[str, str]]:
+    """The rows of W/releases.csv (song_id, artist, title, added), in the order added."""
+    path = workspace.releases_path
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = set(RELEASE_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise WorkspaceError(
+                f"{path}: needs columns {', '.join(RELEASE_COLUMNS)}; missing "
+                f"{', '.join(sorted(missing))} (written by `coldtune add`; do not edit it)"
+            )
+        return [{column: row[column] for column in RELEASE_COLUMNS} for row in reader]
 
 
 METADATA_FILES = ("songs.csv", "world/tracks.csv", "unique_tracks.txt", "world/unique_tracks.txt")
@@ -97,20 +131,21 @@ def song_metadata(workspace: Workspace) -> dict[str, tuple[str, str]]:
 
 
 def clip_paths(workspace: Workspace) -> dict[str, Path]:
-    """song id -> its audio file, for playing it: the demo world's manifest if there is
-    one, else the paths the feature store was extracted from (those that still exist)."""
-    manifest = workspace.root / "world" / "clips.csv"
-    if manifest.is_file():
-        with open(manifest, newline="") as handle:
-            return {row["song_id"]: manifest.parent / row["path"] for row in csv.DictReader(handle)}
-
+    """song id -> its audio file, for playing it: the demo world's manifest where it has
+    the song, else the path the feature store extracted it from (if it still exists)."""
+    found = {}
     index = _read_indexes(workspace.features_dir / "shards")
     index = index.filter(pc.is_null(index["reason"]))
-    found = {}
     for song, path in zip(index["song_id"].to_pylist(), index["path"].to_pylist(), strict=True):
         candidate = Path(path)  # absolute, or relative to where `extract` ran
         if candidate.is_file():
             found[song] = candidate
+    manifest = workspace.root / "world" / "clips.csv"
+    if manifest.is_file():
+        with open(manifest, newline="") as handle:
+            found |= {
+                row["song_id"]: manifest.parent / row["path"] for row in csv.DictReader(handle)
+            }
     return found
 
 
@@ -155,35 +190,42 @@ def catalogue_predictions(
     workspace: Workspace, model: ClipModel, song_ids: np.ndarray, *, on_progress=None
 ) -> np.ndarray:
     """The clip model's factors for `song_ids` [shape=(n, k)], NaN for songs without
-    audio; cached in W/models/NAME/catalogue.npz, keyed by the weights and the store."""
+    audio; cached in W/models/NAME/catalogue.npz, keyed by the weights and the store's
+    settings. Songs the cache holds are read from it; only the others are predicted (a
+    day's new releases, not the whole catalogue again), then added to it. A song's
+    features never change once stored (shards are written once), so neither does its
+    prediction while the weights stay."""
     store = FeatureStore(workspace.features_dir)
-    key = fingerprint([model.folder / WEIGHTS], store=store.fingerprint())
+    key = fingerprint([model.folder / WEIGHTS, workspace.features_dir / "config.json"])
     cache = model.folder / "catalogue.npz"
+    cached_ids, cached = np.zeros(0, dtype=str), None
     if cache.exists():
         with np.load(cache, allow_pickle=False) as saved:
             if str(saved["key"]) == key:
-                index = IdMap(saved["song_ids"])
-                if not index.missing(song_ids):
-                    return saved["factors"][index.rows(song_ids)]
-    present = [i for i, song in enumerate(song_ids) if song in store]
-    factors = None
+                cached_ids, cached = saved["song_ids"], saved["factors"]
+    index = IdMap(cached_ids)
+    have = [i for i, song in enumerate(song_ids) if song in index]
+    need = [i for i, song in enumerate(song_ids) if song not in index and song in store]
+    predicted = []
     with one_thread():
-        for lo in range(0, max(len(present), 1), 64):
-            rows = present[lo : lo + 64]
-            if not rows:
-                break
-            predicted = model.predict_songs(stored_songs(store, [song_ids[i] for i in rows]))
-            if factors is None:
-                factors = np.full((len(song_ids), predicted.shape[1]), np.nan, np.float32)
-            factors[rows] = predicted
+        for lo in range(0, len(need), 64):
+            rows = need[lo : lo + 64]
+            predicted.append(model.predict_songs(stored_songs(store, [song_ids[i] for i in rows])))
             if on_progress is not None:
-                on_progress(lo + len(rows), len(present))
-    if factors is None:
+                on_progress(lo + len(rows), len(need))
+    width = cached.shape[1] if cached is not None else predicted[0].shape[1] if predicted else 0
+    if not have and not need:
         raise WorkspaceError(f"{store.root}: none of the songs has audio features")
-    with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
-        np.savez(
-            handle, key=np.array(key), song_ids=np.asarray(song_ids, dtype=str), factors=factors
-        )
+    factors = np.full((len(song_ids), width), np.nan, np.float32)
+    if have:
+        factors[have] = cached[index.rows([song_ids[i] for i in have])]
+    if need:
+        new = np.vstack(predicted).astype(np.float32)
+        factors[need] = new
+        all_ids = np.concatenate([cached_ids, np.asarray(song_ids, dtype=str)[need]])
+        all_factors = new if cached is None else np.vstack([cached, new])
+        with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, key=np.array(key), song_ids=all_ids, factors=all_factors)
     return factors
 
 
