@@ -8,7 +8,8 @@ state intact, and reports progress through callbacks, never by printing.
     wmf         fit (implicit, torch, Spark), load_wmf
     train       run: a content model on the warm songs, its cold-song predictions
     evaluate    evaluate (Tables 2-3), merge_evaluation (parts of --users i/n)
-    catalogue   load_catalogue (what serving answers from), search
+    catalogue   load_catalogue (what serving answers from), search, recommend_all
+    releases    add_releases (new songs: a clip, no plays)
     analyses    tags (section 5.1), song_map (Figure 1)
     report      write_report (one HTML page)
     experiment  run_experiment (split -> WMF -> every model -> the table)
@@ -22,6 +23,7 @@ from coldtune.steps import (
     evaluate,
     experiment,
     plays,
+    releases,
     report,
     train,
     wmf,
@@ -34,6 +36,7 @@ __all__ = [
     "evaluate",
     "experiment",
     "plays",
+    "releases",
     "report",
     "train",
     "wmf",
