@@ -537,10 +537,12 @@ def extract(
     shard: ShardSpec = ShardSpec(),
     clips_per_shard: int = 64,
     on_progress: ProgressCallback | None = None,
+    in_process: bool = False,
 ) -> ExtractSummary:
     """Extract every clip of `folder` (or `manifest`) not yet in the store at features_dir.
 
-    Runs in `workers` processes (default: one per core), commits shards of
+    Runs in `workers` processes (default: one per core), or in this process with
+    `in_process` (a service adding one upload: no process to start), commits shards of
     `clips_per_shard` clips as they finish, and can be killed and re-run at any moment.
     `tracks` (track id -> song id, `coldtune.data.tags.read_track_songs` of the MSD's
     unique_tracks.txt) stores clips named by track id under their song ids
@@ -576,7 +578,15 @@ def extract(
     ]
     extracted = rejected = 0
     if tasks:
-        extracted, rejected = _run_tasks(tasks, workers, str(log_dir), len(todo), on_progress)
+        if in_process:
+            extracted = rejected = 0
+            for task in tasks:
+                _, ok, bad = _extract_shard(task)
+                extracted, rejected = extracted + ok, rejected + bad
+                if on_progress is not None:
+                    on_progress(extracted + rejected, len(todo))
+        else:
+            extracted, rejected = _run_tasks(tasks, workers, str(log_dir), len(todo), on_progress)
 
     mine_rejected = [r for r in listing.rejected if shard.owns(r[0])]
     track_counts = {}

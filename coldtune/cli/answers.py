@@ -229,6 +229,15 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     model: ModelOption = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload, MiB.")] = 16.0,
+    write_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="COLDTUNE_WRITE_TOKEN",
+            show_envvar=True,
+            help="Turns on POST /api/songs for requests with this bearer token (16+ "
+            "characters); better from the environment variable, which `ps` does not show.",
+        ),
+    ] = None,
 ):
     """The web service and its page: http://HOST:PORT/ (API docs at /docs)."""
     import uvicorn
@@ -236,7 +245,11 @@ def serve(
     from coldtune.serve import create_app
 
     app_ = create_app(
-        Workspace(workspace), model=model, max_upload_bytes=int(max_upload_mb * 2**20)
+        Workspace(workspace),
+        model=model,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        write_token=write_token,
     )
-    say(f"serving {workspace} on http://{host}:{port}/ (API: /docs)")
+    writes = "POST /api/songs with the token" if write_token else "read-only"
+    say(f"serving {workspace} on http://{host}:{port}/ (API: /docs; {writes})")
     uvicorn.run(app_, host=host, port=port, log_level="info")

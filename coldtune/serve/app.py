@@ -20,32 +20,40 @@ being decoded does not hold up "similar songs" requests.
 from __future__ import annotations
 
 import contextlib
+import csv
+import hmac
 import json
 import os
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from coldtune.audio.decode import ClipRejected
+from coldtune.catalogue import ID_PATTERN
 from coldtune.errors import ColdtuneError, NotFoundError, ParameterError
 from coldtune.eval.song_map import map_data, web_asset
 from coldtune.steps.analyses import song_map, song_tag_sets
 from coldtune.steps.catalogue import inputs_key, load_catalogue
 from coldtune.threads import one_thread
-from coldtune.workspace import Workspace, read_json
+from coldtune.workspace import Workspace, atomic_path, read_json
 
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 """16 MiB: a 30 s clip is 0.5 MB as mp3 and 5.3 MB as 16-bit stereo WAV at 44.1 kHz; a
 whole song as mp3 fits too (its middle 30 s are used)."""
+
+MIN_TOKEN_LENGTH = 16
+"""A write token shorter than this is refused: it would be guessed."""
 
 MAP_NEIGHBOURS = 10
 """A new clip lands on the map at the similarity-weighted mean of the positions of
@@ -54,6 +62,9 @@ its nearest songs: t-SNE places the songs it was given, not new ones."""
 AUDIO_TYPES = {".ogg": "audio/ogg", ".mp3": "audio/mpeg", ".wav": "audio/wav",
                ".flac": "audio/flac", ".opus": "audio/ogg", ".m4a": "audio/mp4"}  # fmt: skip
 
+
+BEARER = HTTPBearer(auto_error=False, description="The service's write token.")
+"""`Authorization: Bearer <token>` of the write routes (checked by the route: 401/403)."""
 
 N = Annotated[int, Query(ge=1, le=500, description="How many songs or users.")]
 
@@ -139,14 +150,23 @@ def create_app(
     *,
     model: str | None = None,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    write_token: str | None = None,
 ) -> FastAPI:
     """The service on `workspace`, with the clip model `model` (default: the best one).
 
     Nothing is loaded until the app starts (its lifespan): creating it is instant.
+    write_token : with one, `POST /api/songs` adds new songs, for requests that carry
+        `Authorization: Bearer <write_token>` (401 without it, 403 with another); without
+        one the service has no route that writes.
     """
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     if max_upload_bytes < 1:
         raise ParameterError(f"max_upload_bytes must be >= 1, got {max_upload_bytes!r}")
+    if write_token is not None and len(write_token) < MIN_TOKEN_LENGTH:
+        raise ParameterError(
+            f"the write token must have at least {MIN_TOKEN_LENGTH} characters; make one "
+            "with `python -c 'import secrets; print(secrets.token_urlsafe())'`"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -333,6 +353,63 @@ def create_app(
             "seconds": round(time.perf_counter() - start, 4),
         }
 
+    if write_token is not None:
+        writing = threading.Lock()  # one added song at a time: extract, list, reload
+
+        def writer(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+        ) -> None:
+            if credentials is None:
+                raise HTTPException(
+                    401,
+                    "writing needs the write token: send Authorization: Bearer <token>",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            if not hmac.compare_digest(credentials.credentials.encode(), write_token.encode()):
+                raise HTTPException(403, "wrong write token")
+
+        @app.post(
+            "/api/songs",
+            tags=["songs"],
+            dependencies=[Depends(writer)],
+            responses={401: {"description": "no token"}, 403: {"description": "wrong token"}},
+        )
+        def add_song(
+            request: Request,
+            file: Annotated[UploadFile, File(description="The song's clip (mp3, ogg, wav...).")],
+            song_id: Annotated[str, Form(pattern=ID_PATTERN.pattern, max_length=128)],
+            artist: Annotated[str, Form(max_length=500)] = "",
+            title: Annotated[str, Form(max_length=500)] = "",
+            n: N = 10,
+        ) -> dict:
+            """A new release: its clip is kept in W/uploads, its features and predicted
+            factors join the catalogue as a cold song (as `coldtune add` does), and the
+            answer holds its factors, similar songs and likely listeners. A song id the
+            catalogue has already answers with that song (`added`: false)."""
+            with writing:
+                catalogue = request.app.state.catalogue
+                added = song_id not in catalogue.songs
+                if added:
+                    _add_upload(workspace, file, song_id, artist, title, max_upload_bytes, model)
+                    catalogue = load_catalogue(workspace, model=model)
+                    request.app.state.catalogue = catalogue
+            row = catalogue.song_row(song_id)
+            factors = catalogue.predicted_factors[row]
+            return {
+                "song": song(request, row),
+                "added": added,
+                "model": catalogue.model_name,
+                "factors": [round(float(v), 6) for v in factors],
+                "similar": [
+                    song(request, nb.index) | {"similarity": round(nb.similarity, 6)}
+                    for nb in catalogue.similar(song_id, n=n)["predicted"]
+                ],
+                "listeners": [
+                    catalogue.user_summary(u) | {"score": round(score, 6)}
+                    for u, score in catalogue.listeners(factors, n=n)
+                ],
+            }
+
     @app.get("/api/map", tags=["songs"])
     def song_map(request: Request) -> dict:
         """The song map (t-SNE of predicted usage patterns) as the page draws it."""
@@ -353,14 +430,57 @@ def _embed_upload(catalogue, file: UploadFile, max_bytes: int) -> np.ndarray:
     suffix = suffix if _SAFE_SUFFIX.match(suffix) else ".audio"
     with tempfile.TemporaryDirectory(prefix="coldtune-upload-") as folder:
         path = Path(folder) / f"clip{suffix}"
-        size = 0
-        with open(path, "wb") as out:
-            while chunk := file.file.read(1 << 20):
-                size += len(chunk)
-                if size > max_bytes:  # the middleware stops bigger bodies; this is a backstop
-                    raise ParameterError(f"upload too large: the limit is {max_bytes:,} bytes")
-                out.write(chunk)
+        _copy_upload(file, path, max_bytes)
         return catalogue.embed_file(path)
+
+
+def _add_upload(
+    workspace: Workspace,
+    file: UploadFile,
+    song_id: str,
+    artist: str,
+    title: str,
+    max_bytes: int,
+    model: str | None,
+) -> None:
+    """Keep the upload as W/uploads/<song id><suffix> (it survives a restart and is the
+    song's clip), check that it decodes, then add it as `coldtune add` does."""
+    from coldtune.audio.decode import decode_clip
+    from coldtune.steps.releases import add_releases
+
+    suffix = Path(file.filename or "").suffix
+    suffix = suffix if _SAFE_SUFFIX.match(suffix) else ".audio"
+    folder = workspace.root / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{song_id}{suffix}"
+    with atomic_path(path) as tmp:
+        _copy_upload(file, tmp, max_bytes)
+    try:
+        decode_clip(path)  # ClipRejected (422) before anything else is written
+    except ClipRejected:
+        path.unlink(missing_ok=True)
+        raise
+    manifest = folder / f".{song_id}.manifest.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("song_id", "path", "artist", "title"),
+                                      (song_id, path.name, artist, title)])  # fmt: skip
+    try:
+        summary = add_releases(workspace, manifest=manifest, model=model, in_process=True)
+    finally:
+        manifest.unlink(missing_ok=True)
+    if summary.extract.rejected_now:
+        path.unlink(missing_ok=True)
+        raise ClipRejected(f"the clip could not be extracted; see {summary.extract.rejects_path}")
+
+
+def _copy_upload(file: UploadFile, path: Path, max_bytes: int) -> None:
+    size = 0
+    with open(path, "wb") as out:
+        while chunk := file.file.read(1 << 20):
+            size += len(chunk)
+            if size > max_bytes:  # the middleware stops bigger bodies; this is a backstop
+                raise ParameterError(f"upload too large: the limit is {max_bytes:,} bytes")
+            out.write(chunk)
 
 
 def _load_map(workspace: Workspace, catalogue) -> dict | None:

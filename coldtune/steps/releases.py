@@ -58,6 +58,7 @@ def add_releases(
     tracks: str | Path | None = None,
     model: str | None = None,
     workers: int | None = None,
+    in_process: bool = False,
     on_progress=None,
 ) -> AddSummary:
     """Add the clips of `folder` (or `manifest`) to the catalogue as new songs.
@@ -66,6 +67,7 @@ def add_releases(
     tracks : the MSD's unique_tracks.txt: clips named by track id are stored under
         their song id (`find_clips`), with the track's artist and title.
     model : the clip model that predicts their factors (default: `choose_clip_model`).
+    workers, in_process : as `coldtune.audio.store.extract`'s.
     on_progress(done, total) : clips extracted.
 
     Idempotent and resumable: a clip already in the store is not extracted again, a song
@@ -89,6 +91,7 @@ def add_releases(
         manifest=manifest,
         tracks=mapping,
         workers=workers,
+        in_process=in_process,
         on_progress=on_progress,
     )
     store = FeatureStore(workspace.features_dir)
