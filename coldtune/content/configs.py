@@ -18,6 +18,9 @@ OBJECTIVES = ("mse", "wpe")  # eq. (4) and eq. (5); the losses are in objectives
 OPTIMIZER_NAMES = ("adamw", "sgd-nesterov")
 PRECISION_NAMES = ("auto", "fp32", "bf16")
 ARCHITECTURE_NAMES = ("paper", "global-pooling")
+SELECTION_NAMES = ("loss", "auc", "map")  # coldtune.content.validation.SELECTIONS
+READOUT_NAMES = ("network", "ridge")
+TARGET_NAMES = ("factors", "unit")
 
 
 class JSONConfig:
@@ -186,6 +189,16 @@ class CNNConfig(JSONConfig, TrainingSettings):
     patience: int = 5
     dropout: float = 0.0  # the paper: "did not yield any significant improvements"
     windows_per_song: int = 4
+    weight_decay: float = 1e-4  # AdamW's decoupled decay (the loop's default before)
+    # what keeps the best epoch and stops training: the validation songs' ranking AUC
+    # ("auc", "map": warm songs held out, WMF's user factors; never a cold song) or the
+    # validation loss ("loss", what every model used before)
+    selection: str = "loss"
+    # "ridge": after training, ridge from the songs' mean last hidden layer to their
+    # factors, fitted on the warm songs, alpha chosen by `selection` on validation songs
+    readout: str = "network"
+    readout_alphas: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+    target: str = "factors"  # or "unit": unit-norm factor targets (Dieleman 2014); MSE only
     precision: str = "auto"  # bf16 where the CPU or GPU computes it natively, else fp32
     seed: int = 0
 
@@ -194,9 +207,23 @@ class CNNConfig(JSONConfig, TrainingSettings):
         _one_of(self.architecture, ARCHITECTURE_NAMES, "architecture")
         _one_of(self.objective, OBJECTIVES, "objective")
         _one_of(self.precision, PRECISION_NAMES, "precision")
+        _one_of(self.selection, SELECTION_NAMES, "selection")
+        _one_of(self.readout, READOUT_NAMES, "readout")
+        _one_of(self.target, TARGET_NAMES, "target")
         _at_least(self, 1, "windows_per_song")
         if not 0 <= self.dropout < 1:
             raise ParameterError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.weight_decay < 0:
+            raise ParameterError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not self.readout_alphas or min(self.readout_alphas) <= 0:
+            raise ParameterError(
+                f"readout_alphas must be positive regularisations, got {self.readout_alphas!r}"
+            )
+        if self.target == "unit" and self.objective != "mse":
+            raise ParameterError(
+                "target 'unit' scales the MSE targets; WPE (eq. 5) scores against the "
+                "users' plays and takes no targets: use target 'factors' with it"
+            )
         return self
 
 
