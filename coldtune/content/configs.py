@@ -17,7 +17,7 @@ from coldtune.errors import ParameterError
 OBJECTIVES = ("mse", "wpe")  # eq. (4) and eq. (5); the losses are in objectives.py
 OPTIMIZER_NAMES = ("adamw", "sgd-nesterov")
 PRECISION_NAMES = ("auto", "fp32", "bf16")
-ARCHITECTURE_NAMES = ("paper", "global-pooling")
+ARCHITECTURE_NAMES = ("paper", "global-pooling", "small")
 SELECTION_NAMES = ("loss", "auc", "map")  # coldtune.content.validation.SELECTIONS
 READOUT_NAMES = ("network", "ridge")
 TARGET_NAMES = ("factors", "unit")
@@ -181,7 +181,7 @@ class CNNConfig(JSONConfig, TrainingSettings):
     (docs/models.md): at 1e-3 the paper's network collapsed to a constant output.
     """
 
-    architecture: str = "paper"  # paper or global-pooling (Dieleman 2014)
+    architecture: str = "paper"  # paper, global-pooling (Dieleman 2014) or small (ours)
     objective: str = "mse"
     learning_rate: float = 3e-4
     batch_size: int = 32  # songs per batch; each brings windows_per_song windows
