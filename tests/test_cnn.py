@@ -172,3 +172,35 @@ def test_unit_targets_are_the_factors_scaled_to_unit_norm(small_world, monkeypat
     assert torch.cat(seen).std() > 0.1  # the factors themselves: norms vary
     with pytest.raises(ParameterError, match="target 'unit'"):
         content.make_config("cnn", target="unit", objective="wpe").validate()
+
+
+def test_song_pooling_trains_on_the_mean_embedding_of_each_songs_windows(small_world, monkeypatch):
+    from coldtune import content
+    from coldtune.content import cnn
+
+    torch.manual_seed(0)
+    network = build_cnn(NetworkConfig(architecture="small", n_mels=16, factors=3)).eval()
+    windows = torch.randn(6, WINDOW_FRAMES, 16)
+    pooled = cnn.SongPooling(network, 3)(windows)
+    assert pooled.shape == (2, 3)
+    expected = network.head[-1](network.embed(windows).reshape(2, 3, -1).mean(dim=1))
+    torch.testing.assert_close(pooled, expected)
+    # and the mean embedding is what prediction maps: one clip of those 3 windows
+    clip = windows[:3].reshape(-1, 16).numpy()
+    np.testing.assert_allclose(
+        predict_clip(network, clip), pooled[0].detach().numpy(), rtol=1e-4, atol=1e-5
+    )
+    shapes = []
+
+    def spy(predicted, target):
+        shapes.append((predicted.shape[0], target.shape[0]))
+        return cnn.objectives_mse(predicted, target)
+
+    monkeypatch.setattr(cnn, "objectives_mse", cnn.mse_loss, raising=False)
+    monkeypatch.setattr(cnn, "mse_loss", spy)
+    config = {**SMALL_CNN, "max_epochs": 1, "windows_per_song": 3}
+    content.make("cnn", song_pooling=True, **config).fit(small_world)
+    assert shapes[0] == (8, 8)  # a batch of 8 songs: 8 predictions, one per song
+    shapes.clear()
+    content.make("cnn", **config).fit(small_world)
+    assert shapes[0] == (24, 24)  # without: one per window

@@ -286,6 +286,25 @@ class RidgeReadout:
         return readout
 
 
+class SongPooling(nn.Module):
+    """Training with song pooling: a batch holds `windows` consecutive rows per song;
+    their embeddings are averaged and the output layer maps the mean to the song's
+    factors, as `predict` maps a clip's mean embedding. One 3 s window need not carry
+    everything that decides a song's listeners; the mean of several is closer to what
+    the model is asked at prediction time. Its weights are the network's own."""
+
+    def __init__(self, network: nn.Module, windows: int):
+        super().__init__()
+        self.network, self.windows = network, windows
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [shape=(B * windows, frames, n_mels)] -> factors [shape=(B, factors)]"""
+        embedded = self.network.embed(windows)
+        assert embedded.shape[0] % self.windows == 0, (embedded.shape, self.windows)
+        pooled = embedded.reshape(-1, self.windows, embedded.shape[1]).mean(dim=1)
+        return self.network.head[-1](pooled)
+
+
 def _unit_rows(Y: np.ndarray) -> np.ndarray:
     return Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-8)
 
@@ -334,15 +353,17 @@ class CNN:
         goal = _unit_rows(data.factors) if config.target == "unit" else data.factors
         targets = torch.as_tensor(goal.astype(np.float32))
         repeat = config.windows_per_song
+        # one prediction per window, or with song pooling one per song (its windows' mean)
+        per_row = 1 if config.song_pooling else repeat
         if config.objective == "wpe":
             wpe = WPELoss(data.user_factors, data.confidence)
 
             def loss(predicted, rows):
-                return wpe(predicted.float().cpu(), np.repeat(rows, repeat))
+                return wpe(predicted.float().cpu(), np.repeat(rows, per_row))
         else:
 
             def loss(predicted, rows):
-                return mse_loss(predicted.float().cpu(), targets[np.repeat(rows, repeat)])
+                return mse_loss(predicted.float().cpu(), targets[np.repeat(rows, per_row)])
 
         def make_batch(rows: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
             windows = store.random_windows(
@@ -361,8 +382,9 @@ class CNN:
                 predicted = self._outputs(clip_embeddings(self.network_, val_clips))
                 return ranking(predicted)[config.selection]
 
+        trained = SongPooling(self.network_, repeat) if config.song_pooling else self.network_
         result = train_loop(
-            self.network_,
+            trained,
             n_items=len(songs),
             make_batch=make_batch,
             objective=loss,

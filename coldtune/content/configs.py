@@ -189,6 +189,9 @@ class CNNConfig(JSONConfig, TrainingSettings):
     patience: int = 5
     dropout: float = 0.0  # the paper: "did not yield any significant improvements"
     windows_per_song: int = 4
+    # train on the mean embedding of each song's windows_per_song windows (one target per
+    # song, as prediction averages a clip's windows) instead of on each window alone
+    song_pooling: bool = False
     weight_decay: float = 1e-4  # AdamW's decoupled decay (the loop's default before)
     # what keeps the best epoch and stops training: the validation songs' ranking AUC
     # ("auc", "map": warm songs held out, WMF's user factors; never a cold song) or the
@@ -197,7 +200,7 @@ class CNNConfig(JSONConfig, TrainingSettings):
     # "ridge": after training, ridge from the songs' mean last hidden layer to their
     # factors, fitted on the warm songs, alpha chosen by `selection` on validation songs
     readout: str = "network"
-    readout_alphas: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+    readout_alphas: tuple[float, ...] = (10.0, 100.0, 1e3, 1e4, 1e5, 1e6)
     target: str = "factors"  # or "unit": unit-norm factor targets (Dieleman 2014); MSE only
     precision: str = "auto"  # bf16 where the CPU or GPU computes it natively, else fp32
     seed: int = 0
