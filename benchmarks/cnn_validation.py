@@ -57,6 +57,8 @@ def seed_workspace(root: Path, seed: int) -> Workspace:
 
 
 def convert(value: str):
+    if value in ("True", "False"):
+        return value == "True"
     for kind in (int, float):
         try:
             return kind(value)
