@@ -91,7 +91,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--name", required=True)
     parser.add_argument("options", nargs="*", help="CNNConfig key=value")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     options = {**DEMO_SCHEDULE}
     for item in args.options:
         key, value = item.split("=", 1)
