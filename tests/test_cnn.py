@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from coldtune.content.cnn import (
@@ -77,3 +78,129 @@ def test_bad_configs_are_named():
         NetworkConfig(architecture="resnet").validate()
     with pytest.raises(ParameterError, match="window_frames"):
         NetworkConfig(window_frames=10).validate()
+
+
+@pytest.fixture(scope="module")
+def small_world():
+    from test_content import Store
+
+    from coldtune.cf.algebra import confidence
+    from coldtune.content.base import TrainingSet
+
+    rng = np.random.default_rng(0)
+    n_songs, n_users, k = 60, 50, 3
+    songs = np.array([f"SO{i:04d}" for i in range(n_songs)])
+    factors = rng.standard_normal((n_songs, k)).astype(np.float32)
+    users = rng.standard_normal((n_users, k)).astype(np.float32)
+    # users play the songs they score highest: the factors decide the plays
+    scores = users @ factors.T
+    plays = sp.csr_matrix((scores > np.quantile(scores, 0.8)).astype(np.float32))
+    data = TrainingSet(
+        song_ids=songs,
+        factors=factors,
+        user_factors=users,
+        confidence=confidence(plays, alpha=2.0, epsilon=1.0),
+        features=Store(rng, songs, factors),
+    )
+    return data
+
+
+SMALL_CNN = {"max_epochs": 3, "batch_size": 8, "precision": "fp32", "windows_per_song": 2}
+
+
+def test_a_ranking_score_of_validation_songs_chooses_the_epoch(small_world):
+    from coldtune import content
+
+    model = content.make("cnn", selection="auc", **SMALL_CNN).fit(small_world)
+    scores = [r["validation_score"] for r in model.history_]
+    assert len(scores) == 3 and all(0 <= s <= 1 for s in scores)
+    assert model.fit_report_["best_epoch"] == int(np.argmax(scores)) + 1
+    assert model.fit_report_["best_validation_score"] == max(scores)
+    # the score is the validation songs' ranking AUC of the network's predictions
+    val_rows, ranking = model.validation_
+    assert len(val_rows) == 6
+    clips = [small_world.features.song(s) for s in small_world.song_ids[val_rows]]
+    predicted = np.stack([predict_clip(model.network_, c) for c in clips])
+    assert ranking(predicted)["auc"] == pytest.approx(max(scores), abs=1e-5)
+
+
+def test_a_ridge_readout_is_fitted_on_warm_songs_and_saved_with_the_model(small_world, tmp_path):
+    from coldtune import content
+    from coldtune.content.cnn import clip_embeddings
+
+    model = content.make("cnn", readout="ridge", selection="auc", **SMALL_CNN).fit(small_world)
+    report = model.fit_report_["readout"]
+    assert report["alpha"] in model.config.readout_alphas
+    assert set(report["validation"]) == {str(a) for a in model.config.readout_alphas}
+    chosen = report["validation"][str(report["alpha"])]["auc"]
+    assert chosen == max(f["auc"] for f in report["validation"].values())
+    store = small_world.features
+    clips = [store.song(s) for s in small_world.song_ids]
+    predicted = model.predict([{"mel": c} for c in clips])
+    np.testing.assert_allclose(
+        predicted, model.readout_.predict(clip_embeddings(model.network_, clips)), rtol=1e-5
+    )
+    # not the network's own output layer
+    assert not np.allclose(predicted, model._outputs(clip_embeddings(model.network_, clips)))
+    # the read-out learned the audible factor (the clips' level follows factor 0)
+    assert np.corrcoef(predicted[:, 0], small_world.factors[:, 0])[0, 1] > 0.8
+    model.save(tmp_path / "cnn")
+    loaded = content.load(tmp_path / "cnn")
+    assert loaded.config.readout == "ridge" and loaded.readout_.alpha_ == report["alpha"]
+    np.testing.assert_allclose(
+        loaded.predict([{"mel": c} for c in clips[:4]]), predicted[:4], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_unit_targets_are_the_factors_scaled_to_unit_norm(small_world, monkeypatch):
+    from coldtune import content
+    from coldtune.content import cnn
+
+    seen = []
+
+    def spy(predicted, target):
+        seen.append(target.norm(dim=1))
+        return cnn.objectives_mse(predicted, target)
+
+    monkeypatch.setattr(cnn, "objectives_mse", cnn.mse_loss, raising=False)
+    monkeypatch.setattr(cnn, "mse_loss", spy)
+    content.make("cnn", target="unit", **{**SMALL_CNN, "max_epochs": 1}).fit(small_world)
+    norms = torch.cat(seen)
+    torch.testing.assert_close(norms, torch.ones_like(norms))
+    seen.clear()
+    content.make("cnn", **{**SMALL_CNN, "max_epochs": 1}).fit(small_world)
+    assert torch.cat(seen).std() > 0.1  # the factors themselves: norms vary
+    with pytest.raises(ParameterError, match="target 'unit'"):
+        content.make_config("cnn", target="unit", objective="wpe").validate()
+
+
+def test_song_pooling_trains_on_the_mean_embedding_of_each_songs_windows(small_world, monkeypatch):
+    from coldtune import content
+    from coldtune.content import cnn
+
+    torch.manual_seed(0)
+    network = build_cnn(NetworkConfig(architecture="small", n_mels=16, factors=3)).eval()
+    windows = torch.randn(6, WINDOW_FRAMES, 16)
+    pooled = cnn.SongPooling(network, 3)(windows)
+    assert pooled.shape == (2, 3)
+    expected = network.head[-1](network.embed(windows).reshape(2, 3, -1).mean(dim=1))
+    torch.testing.assert_close(pooled, expected)
+    # and the mean embedding is what prediction maps: one clip of those 3 windows
+    clip = windows[:3].reshape(-1, 16).numpy()
+    np.testing.assert_allclose(
+        predict_clip(network, clip), pooled[0].detach().numpy(), rtol=1e-4, atol=1e-5
+    )
+    shapes = []
+
+    def spy(predicted, target):
+        shapes.append((predicted.shape[0], target.shape[0]))
+        return cnn.objectives_mse(predicted, target)
+
+    monkeypatch.setattr(cnn, "objectives_mse", cnn.mse_loss, raising=False)
+    monkeypatch.setattr(cnn, "mse_loss", spy)
+    config = {**SMALL_CNN, "max_epochs": 1, "windows_per_song": 3}
+    content.make("cnn", song_pooling=True, **config).fit(small_world)
+    assert shapes[0] == (8, 8)  # a batch of 8 songs: 8 predictions, one per song
+    shapes.clear()
+    content.make("cnn", **config).fit(small_world)
+    assert shapes[0] == (24, 24)  # without: one per window

@@ -105,3 +105,33 @@ def test_bad_settings_are_named():
         TrainConfig(optimizer="adam9").validate()
     with pytest.raises(ParameterError, match="batch_size"):
         TrainConfig(batch_size=0).validate()
+
+
+def test_a_score_chooses_the_epoch_kept_and_when_to_stop(rng):
+    """With `score`, the epoch kept is the one of the highest score, not of the lowest
+    loss, and patience counts epochs without a better score."""
+    make_batch, objective, n = problem(rng)
+    config = TrainConfig(learning_rate=0.01, max_epochs=12, patience=3, batch_size=16)
+    # a score that peaks at the third call whatever the loss does
+    calls = []
+
+    def score(rows):
+        calls.append(np.array(rows))
+        return -abs(len(calls) - 3)
+
+    result = train_loop(
+        model(),
+        n_items=n,
+        make_batch=make_batch,
+        objective=objective,
+        config=config,
+        score=score,
+    )
+    assert result.best_epoch == 3 and len(result.history) == 6
+    assert [r["validation_score"] for r in result.history] == [-2, -1, 0, -1, -2, -3]
+    # the loss kept falling: by the loss, a later epoch would have been kept
+    losses = [r["validation_loss"] for r in result.history]
+    assert int(np.argmin(losses)) + 1 > 3
+    # it is handed the validation rows, the same every epoch, none of them trained on
+    assert all(np.array_equal(c, result.validation_rows) for c in calls)
+    assert len(result.validation_rows) == 20

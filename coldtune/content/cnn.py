@@ -4,7 +4,7 @@
     clips. [...] To predict the latent factors for an entire clip, we averaged over the
     predictions for consecutive windows." (section 4.2)
 
-Two architectures, registered by name:
+Three architectures, registered by name:
 
 - `paper`: the paper's network, two convolutional layers over time (the 128 mel bands
   are the input channels) with ReLUs and max-pooling, then two fully connected layers.
@@ -14,6 +14,8 @@ Two architectures, registered by name:
   width 4 with 256, 256, 512 and 512 filters, max-pooling 4, 2 and 2 between them, then
   the mean, the maximum and the L2 norm of each feature over time, concatenated, and
   two dense layers of 2,048 units, with optional dropout.
+- `small`: the global-pooling network with half its filters and one dense layer of 512
+  units (ours, for the demo world's 1,600 warm songs on a CPU).
 
 Input: frames-major log-mel windows [shape=(batch, frames, n_mels)], as the feature
 store gives them; the network standardises them with the training set's mean and
@@ -48,6 +50,7 @@ from coldtune.content.training import (
     train_config,
     train_loop,
 )
+from coldtune.content.validation import RankingValidation, split_rows
 from coldtune.errors import ParameterError
 
 WINDOW_FRAMES = 130
@@ -102,6 +105,15 @@ class _Standardised(nn.Module):
         x = (windows.float() - self.input_mean) / self.input_std
         return x.transpose(1, 2)
 
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [shape=(B, frames, n_mels)] -> factors [shape=(B, factors)]"""
+        return self.head[-1](self.embed(windows))
+
+    def embed(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [shape=(B, frames, n_mels)] -> the last hidden layer's activations
+        [shape=(B, hidden)], which the output layer maps linearly onto the factors."""
+        return self.head[:-1](self._pooled(windows))
+
 
 def _convolutions(channels: list[int], pools: list[int | None]) -> nn.Sequential:
     """Convolutions over time of width 4, each followed by a ReLU and, where `pools`
@@ -128,9 +140,8 @@ class PaperCNN(_Standardised):
             nn.Linear(1024, config.factors),
         )
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        """windows [shape=(B, frames, n_mels)] -> factors [shape=(B, factors)]"""
-        return self.head(self.features(self._channels_first(windows)))
+    def _pooled(self, windows: torch.Tensor) -> torch.Tensor:
+        return self.features(self._channels_first(windows))
 
 
 class GlobalPoolingCNN(_Standardised):
@@ -147,21 +158,44 @@ class GlobalPoolingCNN(_Standardised):
             nn.Linear(2048, config.factors),
         )
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        """windows [shape=(B, frames, n_mels)] -> factors [shape=(B, factors)]"""
+    def _pooled(self, windows: torch.Tensor) -> torch.Tensor:
         h = self.features(self._channels_first(windows))  # (B, 512, T')
-        pooled = torch.cat([h.mean(dim=2), h.amax(dim=2), h.square().mean(dim=2).sqrt()], dim=1)
-        return self.head(pooled)
+        return torch.cat([h.mean(dim=2), h.amax(dim=2), h.square().mean(dim=2).sqrt()], dim=1)
+
+
+class SmallCNN(GlobalPoolingCNN):
+    """The global-pooling network at half the filters (128, 128, 256, 256) and one dense
+    layer of 512 units: 0.9M weights instead of 9.4M, for a few thousand songs on a CPU
+    (issue 14: "a narrower net with global pooling may learn more from 7,000 songs")."""
+
+    def __init__(self, config: NetworkConfig):
+        _Standardised.__init__(self, config.n_mels)
+        self.features = _convolutions([config.n_mels, 128, 128, 256, 256], [4, 2, 2, None])
+        self.head = nn.Sequential(
+            nn.Dropout(config.dropout),
+            nn.Linear(3 * 256, 512),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(512, config.factors),
+        )
 
 
 CNN_ARCHITECTURES: dict[str, type[nn.Module]] = {
     "paper": PaperCNN,
     "global-pooling": GlobalPoolingCNN,
+    "small": SmallCNN,
 }
 
 
 def build_cnn(config: NetworkConfig) -> nn.Module:
     return CNN_ARCHITECTURES[config.validate().architecture](config)
+
+
+def _consecutive_windows(frames: np.ndarray, window_frames: int) -> np.ndarray:
+    n = len(frames) // window_frames
+    if n == 0:
+        raise ParameterError(f"a clip of {len(frames)} frames is shorter than one window")
+    return np.asarray(frames[: n * window_frames], dtype=np.float32).reshape(n, window_frames, -1)
 
 
 def predict_clip(
@@ -170,19 +204,109 @@ def predict_clip(
     """Factors of a whole clip: the mean of the predictions for its consecutive windows
     (section 4.2). frames [shape=(n_frames, n_mels)]; a clip shorter than one window
     is an error, the tail shorter than a window is left out."""
-    n = len(frames) // window_frames
-    if n == 0:
-        raise ParameterError(f"a clip of {len(frames)} frames is shorter than one window")
-    windows = np.asarray(frames[: n * window_frames], dtype=np.float32).reshape(
-        n, window_frames, -1
-    )
+    windows = _consecutive_windows(frames, window_frames)
     device = next(model.parameters()).device
     model.eval()
     outputs = []
     with torch.no_grad():
-        for lo in range(0, n, batch):
+        for lo in range(0, len(windows), batch):
             outputs.append(model(torch.as_tensor(windows[lo : lo + batch], device=device)).cpu())
     return torch.cat(outputs).mean(dim=0).numpy()
+
+
+def clip_embeddings(
+    model: nn.Module,
+    clips: Sequence[np.ndarray],
+    *,
+    window_frames: int = WINDOW_FRAMES,
+    batch: int = 256,
+) -> np.ndarray:
+    """Each clip's mean over its consecutive windows of the last hidden layer
+    [shape=(len(clips), hidden)] float32. The output layer is linear, so it maps a
+    clip's mean embedding to the mean of its windows' predictions (`predict_clip`).
+    Windows of several clips share a batch."""
+    device = next(model.parameters()).device
+    model.eval()
+    out, pending, owners = [], [], []
+
+    def flush():
+        windows = torch.as_tensor(np.concatenate(pending), device=device)
+        with torch.no_grad():
+            embedded = model.embed(windows).float().cpu().numpy()
+        ends = np.cumsum([len(w) for w in pending])
+        for part, _ in zip(np.split(embedded, ends[:-1]), owners, strict=True):
+            out.append(part.mean(axis=0))
+        pending.clear()
+        owners.clear()
+
+    for i, frames in enumerate(clips):
+        pending.append(_consecutive_windows(frames, window_frames))
+        owners.append(i)
+        if sum(len(w) for w in pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return np.stack(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+class RidgeReadout:
+    """Ridge regression from a song's mean embedding (standardised) to its factors,
+    fitted on warm songs, its regularisation chosen on the validation songs."""
+
+    def fit(self, E: np.ndarray, Y: np.ndarray, alpha: float) -> RidgeReadout:
+        self.mean_ = E.mean(axis=0)
+        self.scale_ = E.std(axis=0) + 1e-6
+        Z = np.hstack([(E - self.mean_) / self.scale_, np.ones((len(E), 1), np.float32)])
+        penalty = alpha * np.eye(Z.shape[1])
+        penalty[-1, -1] = 0.0  # the bias is not shrunk
+        self.weights_ = np.linalg.solve(
+            (Z.T @ Z + penalty).astype(np.float64), (Z.T @ Y).astype(np.float64)
+        ).astype(np.float32)
+        self.alpha_ = float(alpha)
+        return self
+
+    def predict(self, E: np.ndarray) -> np.ndarray:
+        Z = (E - self.mean_) / self.scale_
+        return (Z @ self.weights_[:-1] + self.weights_[-1]).astype(np.float32)
+
+    def arrays(self, prefix: str = "readout.") -> dict[str, np.ndarray]:
+        return {
+            prefix + "mean": self.mean_,
+            prefix + "scale": self.scale_,
+            prefix + "weights": self.weights_,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, alpha: float, prefix: str = "readout.") -> RidgeReadout:
+        readout = cls()
+        readout.mean_ = np.asarray(arrays[prefix + "mean"])
+        readout.scale_ = np.asarray(arrays[prefix + "scale"])
+        readout.weights_ = np.asarray(arrays[prefix + "weights"])
+        readout.alpha_ = alpha
+        return readout
+
+
+class SongPooling(nn.Module):
+    """Training with song pooling: a batch holds `windows` consecutive rows per song;
+    their embeddings are averaged and the output layer maps the mean to the song's
+    factors, as `predict` maps a clip's mean embedding. One 3 s window need not carry
+    everything that decides a song's listeners; the mean of several is closer to what
+    the model is asked at prediction time. Its weights are the network's own."""
+
+    def __init__(self, network: nn.Module, windows: int):
+        super().__init__()
+        self.network, self.windows = network, windows
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [shape=(B * windows, frames, n_mels)] -> factors [shape=(B, factors)]"""
+        embedded = self.network.embed(windows)
+        assert embedded.shape[0] % self.windows == 0, (embedded.shape, self.windows)
+        pooled = embedded.reshape(-1, self.windows, embedded.shape[1]).mean(dim=1)
+        return self.network.head[-1](pooled)
+
+
+def _unit_rows(Y: np.ndarray) -> np.ndarray:
+    return Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-8)
 
 
 class CNN:
@@ -193,6 +317,13 @@ class CNN:
     windows_per_song : random windows of each song in a batch (a batch of `batch_size`
         songs holds batch_size x windows_per_song windows), all with the song's target;
         validation is split by song, so no song is on both sides.
+    selection : what keeps the best epoch: the validation loss, or the ranking AUC or
+        mAP of the validation songs' predicted factors (coldtune.content.validation).
+    readout : "network" (the output layer) or "ridge": after training, ridge regression
+        from the songs' mean last-hidden-layer embeddings to their factors, fitted on
+        the warm songs, its regularisation chosen by `selection` on the validation songs.
+    target : "factors" (WMF's) or "unit" (each song's factors scaled to unit norm, as
+        Dieleman 2014 did, so the network spends nothing on popularity); MSE only.
     """
 
     name = "cnn"
@@ -219,17 +350,20 @@ class CNN:
             songs, frames=WINDOW_FRAMES, rng=np.random.default_rng([config.seed, 3])
         ).astype(np.float32)
         self.network_.set_input_scale(sample.mean(axis=(0, 1)), sample.std(axis=(0, 1)))
-        targets = torch.as_tensor(data.factors.astype(np.float32))
+        goal = _unit_rows(data.factors) if config.target == "unit" else data.factors
+        targets = torch.as_tensor(goal.astype(np.float32))
         repeat = config.windows_per_song
+        # one prediction per window, or with song pooling one per song (its windows' mean)
+        per_row = 1 if config.song_pooling else repeat
         if config.objective == "wpe":
             wpe = WPELoss(data.user_factors, data.confidence)
 
             def loss(predicted, rows):
-                return wpe(predicted.float().cpu(), np.repeat(rows, repeat))
+                return wpe(predicted.float().cpu(), np.repeat(rows, per_row))
         else:
 
             def loss(predicted, rows):
-                return mse_loss(predicted.float().cpu(), targets[np.repeat(rows, repeat)])
+                return mse_loss(predicted.float().cpu(), targets[np.repeat(rows, per_row)])
 
         def make_batch(rows: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
             windows = store.random_windows(
@@ -237,36 +371,89 @@ class CNN:
             )
             return torch.from_numpy(windows.astype(np.float32))
 
+        val_rows, _ = split_rows(len(songs), fraction=loop.validation_fraction, seed=loop.seed)
+        ranking = RankingValidation(data.user_factors, data.confidence, val_rows)
+        score = None
+        if config.selection != "loss":
+            val_clips = [np.asarray(store.song(song, "mel")) for song in songs[val_rows]]
+
+            def score(rows: np.ndarray) -> float:
+                assert np.array_equal(rows, val_rows), "the loop's split is the read-out's"
+                predicted = self._outputs(clip_embeddings(self.network_, val_clips))
+                return ranking(predicted)[config.selection]
+
+        trained = SongPooling(self.network_, repeat) if config.song_pooling else self.network_
         result = train_loop(
-            self.network_,
+            trained,
             n_items=len(songs),
             make_batch=make_batch,
             objective=loss,
             config=loop,
             checkpoint=data.checkpoint,
             identity={"model": config.to_dict(), "data": data.fingerprint()},
+            score=score,
         )
         self.network_.eval()
         report = fit_report(result)
+        self.validation_ = (val_rows, ranking)  # for a caller that compares read-outs
+        self.history_ = result.history
+        self.readout_ = None
+        if config.readout == "ridge":
+            report["readout"] = self._fit_readout(data, val_rows, ranking, config)
         if is_main_process():
             rates = [r["items_per_s"] for r in result.history]
             report["windows_per_s"] = round(repeat * float(np.median(rates)), 1) if rates else 0.0
         self.fit_report_ = {"objective": config.objective, "precision": precision, **report}
         return self
 
+    def _outputs(self, embeddings: np.ndarray) -> np.ndarray:
+        """The network's own factors from mean embeddings (its linear output layer)."""
+        with torch.no_grad():
+            device = next(self.network_.parameters()).device
+            out = self.network_.head[-1](torch.as_tensor(embeddings, device=device))
+        return out.float().cpu().numpy()
+
+    def _fit_readout(self, data: TrainingSet, val_rows, ranking, config: CNNConfig) -> dict:
+        """Ridge from mean embeddings to factors: the regularisation chosen on the
+        validation songs (by `selection`), then refitted on every warm song."""
+        store, songs = data.features, data.song_ids
+        E = clip_embeddings(self.network_, [np.asarray(store.song(s, "mel")) for s in songs])
+        Y = data.factors.astype(np.float32)
+        train = np.setdiff1d(np.arange(len(songs)), val_rows)
+        figures = {}
+        for alpha in config.readout_alphas:
+            predicted = RidgeReadout().fit(E[train], Y[train], alpha).predict(E[val_rows])
+            mse = float(np.mean(((predicted - Y[val_rows]) ** 2).sum(axis=1)))
+            figures[alpha] = {**ranking(predicted), "loss": -mse}
+        alpha = max(figures, key=lambda a: figures[a][config.selection])
+        self.readout_ = RidgeReadout().fit(E, Y, alpha)
+        return {
+            "alpha": alpha,
+            "validation": {
+                str(a): {m: round(v, 5) for m, v in f.items()} for a, f in figures.items()
+            },
+            "network_validation": {
+                m: round(v, 5) for m, v in ranking(self._outputs(E[val_rows])).items()
+            },
+        }
+
     def predict(self, songs: Sequence[SongFeatures]) -> np.ndarray:
         """Factors [shape=(len(songs), factors)] float32: each song's mean over its
-        consecutive 3 s windows of log-mel frames."""
-        frames = frames_of(songs, "mel")
-        return np.stack([predict_clip(self.network_, mel) for mel in frames]).astype(np.float32)
+        consecutive 3 s windows of log-mel frames (through the ridge read-out if any)."""
+        embeddings = clip_embeddings(self.network_, frames_of(songs, "mel"))
+        if getattr(self, "readout_", None) is not None:
+            return self.readout_.predict(embeddings)
+        return self._outputs(embeddings).astype(np.float32)
 
     def save(self, folder: Path) -> None:
         arrays = {
             f"network.{k}": v.detach().cpu().numpy() for k, v in self.network_.state_dict().items()
         }
-        save_model(
-            folder, self.name, self.config, arrays, {"network": self.network_config_.to_dict()}
-        )
+        state = {"network": self.network_config_.to_dict()}
+        if getattr(self, "readout_", None) is not None:
+            arrays |= self.readout_.arrays()
+            state["readout_alpha"] = self.readout_.alpha_
+        save_model(folder, self.name, self.config, arrays, state)
 
     @classmethod
     def load(cls, folder: Path) -> CNN:
@@ -276,4 +463,7 @@ class CNN:
         model.network_ = build_cnn(model.network_config_)
         model.network_.load_state_dict(network_state(arrays))
         model.network_.eval()
+        model.readout_ = None
+        if "readout.weights" in arrays:
+            model.readout_ = RidgeReadout.from_arrays(arrays, state.get("readout_alpha"))
         return model

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from coldtune.content.distributed import Distributed, current
+from coldtune.content.validation import split_rows
 from coldtune.errors import ParameterError
 from coldtune.workspace import atomic_path
 
@@ -105,8 +106,9 @@ Progress = Callable[[dict], None]  # {"epoch", "train_loss", "validation_loss", 
 class TrainResult:
     history: list[dict]
     best_epoch: int
-    best_validation_loss: float
+    best_validation_loss: float  # the criterion's best: the loss, or minus the score
     resumed_from_epoch: int
+    validation_rows: np.ndarray | None = None
 
 
 def train_loop(
@@ -120,24 +122,26 @@ def train_loop(
     identity: dict | None = None,
     device: torch.device | str | None = None,
     on_epoch: Progress | None = None,
+    score: Callable[[np.ndarray], float] | None = None,
 ) -> TrainResult:
     """Train `model` on items 0..n_items-1; returns with the best epoch's weights loaded.
 
     checkpoint : file written after every epoch; if it exists and was written for the
         same `identity` (the model's and data's settings) and config, training resumes
         from it. identity : anything that must match for a resume to be valid.
+    score : score(validation_rows) -> a figure where higher is better (a ranking metric
+        of the validation songs, coldtune.content.validation), computed after every
+        epoch with the model in eval mode; when given, it and not the validation loss
+        chooses the epoch kept and when to stop.
     """
     config = config.validate()
     ddp = current()  # one process, or this one's place among torchrun's processes
     device = ddp.device(device)
     model.to(device)
     net = ddp.wrap(model, device)  # runs forward and backward; the weights stay model's
-    split_rng = np.random.default_rng([config.seed, 0])
-    order = split_rng.permutation(n_items)
-    n_val = max(1, int(round(config.validation_fraction * n_items)))
-    if n_items - n_val < 1:
-        raise ParameterError(f"{n_items} training items cannot be split for validation")
-    val_rows, train_rows = np.sort(order[:n_val]), order[n_val:]
+    val_rows, train_rows = split_rows(
+        n_items, fraction=config.validation_fraction, seed=config.seed
+    )
 
     torch.manual_seed(config.seed)
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
@@ -186,10 +190,17 @@ def train_loop(
         total, n_rows = ddp.sum([sum(losses), n_rows], device)
         train_loss = total / n_rows
         validation_loss = _validate(model, val_rows, make_batch, objective, config, device, ddp)
+        validation_score = None
+        if score is not None:
+            model.eval()
+            with torch.no_grad():
+                validation_score = float(score(val_rows))
+        # lower is better: the loss, or minus the score
+        criterion = validation_loss if validation_score is None else -validation_score
         state["epoch"] += 1
-        if validation_loss < state["best"]:
+        if criterion < state["best"]:
             state["best"], state["best_epoch"], state["bad_epochs"] = (
-                validation_loss,
+                criterion,
                 state["epoch"],
                 0,
             )
@@ -200,6 +211,7 @@ def train_loop(
             "epoch": state["epoch"],
             "train_loss": train_loss,
             "validation_loss": validation_loss,
+            **({} if validation_score is None else {"validation_score": validation_score}),
             "items_per_s": len(train_rows) / (time.perf_counter() - start),
         }
         state["history"].append(record)
@@ -220,7 +232,7 @@ def train_loop(
         if on_epoch is not None and ddp.is_main:
             on_epoch(record)
     model.load_state_dict(best_weights)
-    return TrainResult(state["history"], state["best_epoch"], state["best"], resumed)
+    return TrainResult(state["history"], state["best_epoch"], state["best"], resumed, val_rows)
 
 
 def _read_checkpoint(path, device) -> dict | None:
@@ -293,17 +305,23 @@ def train_config(config, **extra) -> TrainConfig:
         max_epochs=config.max_epochs,
         patience=config.patience,
         seed=config.seed,
+        **({"weight_decay": config.weight_decay} if hasattr(config, "weight_decay") else {}),
         **extra,
     ).validate()
 
 
 def fit_report(result) -> dict:
-    return {
+    report = {
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
         "best_validation_loss": result.best_validation_loss,
         "resumed_from_epoch": result.resumed_from_epoch,
     }
+    best = result.history[result.best_epoch - 1] if result.best_epoch else {}
+    if "validation_score" in best:  # chosen by a score: report the loss there too
+        report["best_validation_loss"] = best["validation_loss"]
+        report["best_validation_score"] = best["validation_score"]
+    return report
 
 
 def network_state(arrays: dict, prefix: str = "network.") -> dict[str, torch.Tensor]:
