@@ -21,6 +21,9 @@ from coldtune.steps.experiment import (
 )
 from coldtune.workspace import Workspace
 
+# the CNN rows are named by the registry from the preset's settings (cnn-<net>-<loss>)
+CNN_MSE, CNN_WPE = (run.row for run in EXPERIMENTS["demo"].models if run.model == "cnn")
+
 
 def test_presets_are_the_papers_settings():
     subset, full = EXPERIMENTS["paper-subset"], EXPERIMENTS["paper-full"]
@@ -42,8 +45,8 @@ def test_presets_are_the_papers_settings():
         "bow-mlp-mse",
         "bow-mlp-wpe",
         "mlr",
-        "cnn-paper-mse",
-        "cnn-paper-wpe",
+        CNN_MSE,
+        CNN_WPE,
         "metadata",
     ]
     seeded = experiment_config("paper-subset", seed=3, backend="torch")
@@ -63,7 +66,7 @@ def test_rows_without_their_data_are_listed_not_run(tmp_path):
     assert [row["model"] for row in results["rows"]] == ["random", "upper bound"]
     skipped = {row["model"]: row["why"] for row in results["skipped"]}
     assert set(skipped) == {run.row for run in config.models}
-    assert "coldtune audio extract" in skipped["cnn-paper-mse"]
+    assert "coldtune audio extract" in skipped[CNN_MSE]
     assert "coldtune tags ingest" in skipped["metadata"]
     assert [name for event, name in events if event == "done"] == list(results["stages"])
     assert list(results["stages"]) == ["split", "WMF, 8 factors (implicit)", "evaluate"]
@@ -129,8 +132,8 @@ def test_rows_come_in_table_2s_order(small_demo):
         "bow-mlp-mse",
         "bow-mlp-wpe",
         "mlr",
-        "cnn-paper-mse",
-        "cnn-paper-wpe",
+        CNN_MSE,
+        CNN_WPE,
         "metadata",
         "timbre ceiling",
         "audible ceiling",
@@ -172,3 +175,28 @@ def test_seeds_are_repeated_summarised_and_resumed(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment, "run_experiment", refuse)
     again = experiment.run_seeds(workspace, "demo", seeds=[3, 4])
     assert again["rows"] == results["rows"]
+
+
+def test_every_model_trains_from_the_repetitions_seed(tmp_path, monkeypatch):
+    """The seed of a repetition reaches every content model's config, not only the split
+    and WMF: seeds 0 and 1 train each model from seeds 0 and 1."""
+    import coldtune.steps.experiment as experiment
+
+    write_plays(synth_plays(synth_config("tiny")), tmp_path / "plays.txt")
+    workspace = Workspace(tmp_path / "W")
+    steps.plays.ingest(tmp_path / "plays.txt", workspace)
+    for path in (workspace.features_dir / "config.json", workspace.tags_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")  # present: no row is skipped (training is replaced below)
+    trained = []
+    monkeypatch.setattr(
+        experiment.train_step,
+        "run",
+        lambda workspace, model, config: trained.append((model, config.seed)) or {},
+    )
+    for seed in (0, 1):
+        config = experiment_config("demo", seed=seed)
+        config = replace(config, wmf=replace(config.wmf, factors=4, iterations=2))
+        run_experiment(workspace, config)
+    models = [run.model for run in EXPERIMENTS["demo"].models]
+    assert trained == [(m, 0) for m in models] + [(m, 1) for m in models]

@@ -156,8 +156,9 @@ def run_experiment(
         if reads != "tags" and not has_audio:
             skipped.append((run.row, "no feature store (coldtune audio extract)"))
             continue
-        # every bag-of-words model shares one codebook size (and so one cached codebook)
-        model_config = run.config(words=words)
+        # every bag-of-words model shares one codebook size (and so one cached codebook);
+        # each repetition trains every model from its own seed (the split's)
+        model_config = run.config(words=words, seed=config.split.seed)
         with stages(f"{run.row}: {run.label}"):
             report = train_step.run(workspace, run.model, model_config)
         on_note(_describe(report))
