@@ -84,3 +84,65 @@ def test_the_prior_fold_in_checks_its_arguments(fitted, new_songs):
         fitted.fold_in_songs(sp.csr_matrix(plays), prior=prior, prior_weight=-1.0)
     with pytest.raises(ParameterError, match="shape"):
         fitted.fold_in_songs(sp.csr_matrix(plays), prior=prior[:3], prior_weight=1.0)
+
+
+# ----------------------------------------------------------------------- the protocol
+
+
+def random_cold_plays(rng, n_users=60, n_songs=15):
+    plays = (rng.random((n_users, n_songs)) < 0.25) * rng.zipf(2.0, (n_users, n_songs))
+    plays[:, 3] = 0
+    plays[5, 3] = 2  # a song with a single listener
+    return sp.csr_matrix(plays.astype(float))
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 100])
+def test_reveal_keeps_one_listener_per_song(rng, k):
+    from coldtune.eval.warmup import reveal_listeners
+
+    plays = random_cold_plays(rng)
+    reveal = reveal_listeners(plays, k, seed=4)
+    assert abs(reveal.revealed + reveal.held_out - plays).max() == 0  # a partition
+    assert reveal.revealed.multiply(reveal.held_out).nnz == 0
+    listeners = np.diff(plays.tocsc().indptr)
+    shown = np.diff(reveal.revealed.tocsc().indptr)
+    np.testing.assert_array_equal(shown, np.minimum(k, listeners - 1))
+    assert reveal.n_capped == int(np.sum(listeners < k + 1))
+    again = reveal_listeners(plays, k, seed=4)
+    assert (again.revealed != reveal.revealed).nnz == 0  # the seed fixes the draw
+    if k == 1:
+        other = reveal_listeners(plays, k, seed=5)
+        assert (other.revealed != reveal.revealed).nnz > 0
+
+
+def evaluate_revealed_slow(X, Y, reveal):
+    # per user: drop the revealed songs, rank the rest; sklearn's AP (k >= songs) and AUC
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    held = reveal.held_out.toarray() > 0
+    shown = reveal.revealed.toarray() > 0
+    ap, auc = [], []
+    for u in range(X.shape[0]):
+        if not held[u].any():
+            continue
+        keep = ~shown[u]
+        scores, relevant = (X[u] @ Y.T)[keep], held[u][keep]
+        ap.append(average_precision_score(relevant, scores))
+        auc.append(roc_auc_score(relevant, scores) if not relevant.all() else np.nan)
+    return np.array(ap), np.array(auc)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_evaluate_revealed_leaves_revealed_songs_out(rng, k):
+    from coldtune.eval.warmup import evaluate_revealed, reveal_listeners
+
+    plays = random_cold_plays(rng)
+    reveal = reveal_listeners(plays, k, seed=k)
+    X = rng.standard_normal((60, 3))
+    Y = rng.standard_normal((15, 3))
+    Y[7] = Y[8]  # ties
+    result = evaluate_revealed(X, Y, reveal, k=500)
+    ap, auc = evaluate_revealed_slow(X.astype(np.float32), Y.astype(np.float32), reveal)
+    order = np.argsort(result.users)  # Evaluation keeps users in row order already
+    np.testing.assert_allclose(result.average_precision[order], ap, atol=1e-9)
+    np.testing.assert_allclose(result.auc[order], auc, atol=1e-9)
