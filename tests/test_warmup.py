@@ -146,3 +146,137 @@ def test_evaluate_revealed_leaves_revealed_songs_out(rng, k):
     order = np.argsort(result.users)  # Evaluation keeps users in row order already
     np.testing.assert_allclose(result.average_precision[order], ap, atol=1e-9)
     np.testing.assert_allclose(result.auc[order], auc, atol=1e-9)
+
+
+# ----------------------------------------------------------------------- the step, the command
+
+
+def small_config():
+    from coldtune.steps.warmup import WarmupConfig
+
+    return WarmupConfig(ks=(0, 2, 5), seeds=2, weights=(0.0, 10.0, np.inf))
+
+
+@pytest.fixture(scope="module")
+def warm_workspace(small_demo, tmp_path_factory):
+    """A copy of the small demo (hard links) with the prior weight chosen and the table
+    made, the bow-linear model as prior (a CNN would train again for the validation)."""
+    import os
+    import shutil
+
+    from coldtune.steps import warmup
+    from coldtune.workspace import Workspace
+
+    demo, _ = small_demo
+    root = tmp_path_factory.mktemp("warm") / "W"
+    shutil.copytree(demo.root, root, copy_function=os.link)
+    workspace = Workspace(root)
+    chosen = warmup.choose_prior_weight(workspace, small_config(), model="bow-linear")
+    results = warmup.table(workspace, small_config(), model="bow-linear")
+    return workspace, chosen, results
+
+
+def test_the_weight_is_chosen_on_warm_songs_only(warm_workspace):
+    from coldtune.data.plays import load_interactions
+    from coldtune.data.splits import load_split
+    from coldtune.workspace import Workspace
+
+    workspace, chosen, _ = warm_workspace
+    outer = load_split(workspace, interactions := load_interactions(workspace))
+    inner = Workspace(workspace.root / "warmup" / "validation")
+    inner_split = load_split(inner, load_interactions(inner))
+    ids = interactions.song_ids
+    validation = set(ids[inner_split.cold_songs])
+    assert validation and validation <= set(ids[outer.warm_songs])
+    assert not (set(ids[inner_split.warm_songs]) | validation) & set(ids[outer.cold_songs])
+    assert chosen["validation_songs"] == len(validation)
+    # the validation model was trained without its validation songs
+    report = (inner.models_dir("bow-linear") / "report.json").read_text()
+    assert f'"warm_songs": {len(inner_split.warm_songs)}' in report
+    weights = [row["prior_weight"] for row in chosen["rows"]]
+    assert weights == [0.0, 10.0, "inf"] and chosen["prior_weight"] in weights
+    best = max(chosen["rows"], key=lambda row: row["auc"])
+    assert best["prior_weight"] == chosen["prior_weight"]
+
+
+def test_nothing_revealed_is_the_evaluation(warm_workspace):
+    # k = 0: the audio row and the upper bound are those of `coldtune evaluate`
+    from coldtune.steps.evaluate import evaluate
+
+    workspace, _, results = warm_workspace
+    rows = {row["model"]: row for row in evaluate(workspace, models=["bow-linear"])["rows"]}
+    at_zero = results["per_k"]["0"]["rows"]
+    for ours, theirs in (("audio", "bow-linear"), ("upper bound", "upper bound")):
+        assert at_zero[ours]["map"]["mean"] == pytest.approx(rows[theirs]["map"], abs=1e-9)
+        assert at_zero[ours]["auc"]["mean"] == pytest.approx(rows[theirs]["auc"], abs=1e-9)
+    assert at_zero["fold-in"]["auc"]["mean"] == pytest.approx(0.5)  # all factors 0: ties
+
+
+def test_the_table_and_its_plot(warm_workspace):
+    from coldtune.steps.report import _warmup_html
+    from coldtune.steps.warmup import ROWS, is_current, table_markdown
+
+    workspace, _, results = warm_workspace
+    assert set(results["per_k"]) == {"0", "2", "5"}
+    for entry in results["per_k"].values():
+        assert set(entry["rows"]) == set(ROWS)
+        for row in ROWS:
+            assert entry["rows"][row]["auc"]["n"] == 2  # two draws: a mean and its SE
+        upper = entry["rows"]["upper bound"]["auc"]["mean"]
+        assert upper > entry["rows"]["audio"]["auc"]["mean"]
+    assert results["per_k"]["5"]["mean_revealed"] > results["per_k"]["2"]["mean_revealed"]
+    assert (workspace.results_dir / "warmup.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| 2 | audio |" in table_markdown(results)
+    assert is_current(workspace, results)
+    assert "<img alt='warm-up curve'" in _warmup_html(workspace, results)
+
+
+def test_first_plays_warm_up_a_cold_song_for_the_catalogue(warm_workspace, tmp_path):
+    from typer.testing import CliRunner
+
+    from coldtune.cli import app
+    from coldtune.data.plays import load_interactions
+    from coldtune.data.splits import load_split
+    from coldtune.steps.catalogue import load_catalogue
+    from coldtune.steps.warmup import load_prior_weight
+    from coldtune.steps.wmf import load_wmf
+
+    workspace, chosen, _ = warm_workspace
+    interactions = load_interactions(workspace)
+    split = load_split(workspace, interactions)
+    cold = interactions.song_ids[split.cold_songs]
+    users = interactions.user_ids[split.users]
+    lines = [f"{users[u]}\t{cold[0]}\t{u + 1}" for u in range(4)]
+    lines += [
+        f"stranger\t{cold[1]}\t1",
+        f"{users[0]}\t{interactions.song_ids[split.warm_songs[0]]}\t2",
+    ]
+    path = tmp_path / "first.txt"
+    path.write_text("\n".join(lines) + "\n")
+    before = load_catalogue(workspace, model="bow-linear")
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["warm-up", "apply", str(path), "-w", str(workspace.root), "--model", "bow-linear"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "4 used" in result.output and "1 unknown user" in result.output
+    assert "1 warm song" in result.output and "1 cold songs warmed up" in result.output
+    again = runner.invoke(
+        app, ["warm-up", "apply", str(path), "-w", str(workspace.root), "--model", "bow-linear"]
+    )
+    assert "applied before" in again.output
+    after = load_catalogue(workspace, model="bow-linear")
+    row = list(after.song_ids).index(cold[0])
+    # the prior fold-in of the four plays, from the audio prediction the catalogue had
+    wmf = load_wmf(workspace, split=split)
+    plays = np.zeros((len(users), 1))
+    plays[:4, 0] = [1, 2, 3, 4]
+    expected = wmf.fold_in_songs(
+        sp.csr_matrix(plays),
+        prior=before.predicted_factors[row : row + 1],
+        prior_weight=float(load_prior_weight(workspace, model="bow-linear")["prior_weight"]),
+    )
+    np.testing.assert_allclose(after.predicted_factors[row], expected[0], atol=1e-5)
+    others = np.ones(len(after.song_ids), dtype=bool)
+    others[row] = False
+    np.testing.assert_array_equal(after.predicted_factors[others], before.predicted_factors[others])
