@@ -313,3 +313,15 @@ def warm_up_table(
         )
     say(warmup.table_markdown(results))
     say(f"wrote {workspace / 'results' / 'warmup.md'}, warmup.json and warmup.png")
+
+
+@command(warm_up_app, "splits")
+def warm_up_splits(
+    workspaces: Annotated[
+        list[Path], typer.Argument(help="Workspaces of one world, one per split seed.")
+    ],
+):
+    """One warm-up table from several workspaces' (split seeds): mean ± SE over them."""
+    from coldtune.steps import warmup
+
+    say(warmup.table_markdown(warmup.across_splits([Workspace(w) for w in workspaces])))

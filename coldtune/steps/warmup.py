@@ -432,7 +432,7 @@ def table_markdown(results: dict) -> str:
         ["k revealed", "Factors", f"mAP@{results['k']}", "AUC"], rows, numeric={2, 3}
     )
     capped = ", ".join(
-        f"k={k}: {e['n_capped']} ({e['mean_revealed']:.1f} revealed per song)"
+        f"k={k}: {e['n_capped']:g} ({e['mean_revealed']:.1f} revealed per song)"
         for k, e in results["per_k"].items()
     )
     holds = {
@@ -445,15 +445,82 @@ def table_markdown(results: dict) -> str:
         else f"audio + fold-in is below max(audio, fold-in) in {m.upper()} at k = {', '.join(ks)}."
         for m, ks in holds.items()
     )
+    spread = (
+        f"mean ± SE over {len(results['seeds'])} splits, each the mean of "
+        f"{results['draws']} draws of them"
+        if "draws" in results
+        else f"mean ± SE over {len(results['seeds'])} draws of them"
+    )
+    splits = "split seeds" if "draws" in results else "split seed"
     about = (
         f"{results['n_cold_songs']:,} cold songs, {results['n_users']:,} users, "
-        f"{results['factors']} factors, split seed {results['split_seed']}; clip model "
+        f"{results['factors']} factors, {splits} {results['split_seed']}; clip model "
         f"{results['model']}, prior weight {results['prior_weight']} (chosen on "
         f"{results['prior_weight_chosen_on']}). Each k reveals min(k, n - 1) of a song's n "
-        f"listeners; mean ± SE over {len(results['seeds'])} draws of them. Songs with "
-        f"fewer than k + 1 listeners: {capped}. {verdict}"
+        f"listeners; {spread}. Songs with fewer than k + 1 listeners: {capped}. {verdict}"
     )
     return f"## {results['title']}\n\n{about}\n\n{table_text}"
+
+
+def across_splits(workspaces: list[Workspace]) -> dict:
+    """The warm-up tables of several workspaces (one per split seed, the same world and
+    settings) as one: per k and row, mean ± SE over the splits of each split's mean
+    over its draws. Reads each W/results/warmup.json; returns a dict shaped as `table`'s
+    (its per_seed keyed by split seed), which `table_markdown` renders."""
+    tables = [
+        read_json(
+            w.results_dir / "warmup.json",
+            what="the warm-up table",
+            hint="run `coldtune warm-up table -w W` in that workspace first",
+        )
+        for w in workspaces
+    ]
+    if len(tables) < 2:
+        raise WorkspaceError("give two or more workspaces, one per split seed")
+    ks = tables[0]["ks"]
+    for w, t in zip(workspaces, tables, strict=True):
+        if t["ks"] != ks or t["k"] != tables[0]["k"]:
+            raise WorkspaceError(
+                f"{w.root}: its warm-up table has k = {t['ks']} (mAP@{t['k']}), the first "
+                f"{ks} (mAP@{tables[0]['k']}); make them with the same settings"
+            )
+    per_k = {}
+    for k in map(str, ks):
+        summary = {
+            row: {
+                m: estimate([t["per_k"][k]["rows"][row][m]["mean"] for t in tables]).__dict__
+                for m in ("map", "auc")
+            }
+            for row in ROWS
+        }
+        per_k[k] = {
+            "rows": summary,
+            "per_seed": {
+                str(t["split_seed"]): {
+                    r: [t["per_k"][k]["rows"][r][m]["mean"] for m in ("map", "auc")] for r in ROWS
+                }
+                for t in tables
+            },
+            "n_capped": float(np.mean([t["per_k"][k]["n_capped"] for t in tables])),
+            "mean_revealed": float(np.mean([t["per_k"][k]["mean_revealed"] for t in tables])),
+            "blend_at_least_best": {
+                m: bool(
+                    summary["audio + fold-in"][m]["mean"]
+                    >= max(summary["audio"][m]["mean"], summary["fold-in"][m]["mean"])
+                )
+                for m in ("map", "auc")
+            },
+        }
+    first = tables[0]
+    return first | {
+        "title": f"Warm-up over {len(tables)} splits",
+        "prior_weight": ", ".join(str(t["prior_weight"]) for t in tables),
+        "prior_weight_chosen_on": "each split's warm validation songs",
+        "split_seed": ", ".join(str(t["split_seed"]) for t in tables),
+        "seeds": [t["split_seed"] for t in tables],
+        "draws": len(first["seeds"]),
+        "per_k": per_k,
+    }
 
 
 def plot_warmup(results: dict, path: Path) -> Path:
