@@ -238,7 +238,7 @@ def test_first_plays_warm_up_a_cold_song_for_the_catalogue(warm_workspace, tmp_p
     from coldtune.data.plays import load_interactions
     from coldtune.data.splits import load_split
     from coldtune.steps.catalogue import load_catalogue
-    from coldtune.steps.warmup import load_prior_weight
+    from coldtune.steps.warmup import load_prior_weight, weights_for
     from coldtune.steps.wmf import load_wmf
 
     workspace, chosen, _ = warm_workspace
@@ -274,9 +274,20 @@ def test_first_plays_warm_up_a_cold_song_for_the_catalogue(warm_workspace, tmp_p
     expected = wmf.fold_in_songs(
         sp.csr_matrix(plays),
         prior=before.predicted_factors[row : row + 1],
-        prior_weight=float(load_prior_weight(workspace, model="bow-linear")["prior_weight"]),
+        prior_weight=float(weights_for(load_prior_weight(workspace, model="bow-linear"), [4])[0]),
     )
     np.testing.assert_allclose(after.predicted_factors[row], expected[0], atol=1e-5)
     others = np.ones(len(after.song_ids), dtype=bool)
     others[row] = False
     np.testing.assert_array_equal(after.predicted_factors[others], before.predicted_factors[others])
+
+
+def test_weights_per_number_of_listeners():
+    from coldtune.steps.warmup import weights_for
+
+    chosen = {"prior_weight": 100.0, "best_per_k": {"0": 0.0, "1": "inf", "5": 10.0, "20": 3.0}}
+    listeners = [1, 2, 4, 5, 19, 20, 500]
+    np.testing.assert_array_equal(
+        weights_for(chosen, listeners), [np.inf, np.inf, np.inf, 10, 10, 3, 3]
+    )
+    np.testing.assert_array_equal(weights_for(chosen, listeners, per_k=False), [100.0] * 7)

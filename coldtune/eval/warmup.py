@@ -34,6 +34,8 @@ from coldtune.eval.protocol import Evaluation, evaluate_scores, factor_scores
 
 WARMUP_KS = (1, 2, 5, 10, 20)
 ROWS = ("audio", "fold-in", "audio + fold-in", "upper bound")
+# the prior fold-in with a weight chosen for each number of revealed listeners
+PER_K_ROW = "audio + fold-in, w per k"
 
 
 @dataclass(frozen=True)
@@ -135,14 +137,20 @@ def warmup_factors(
     reveal: Reveal,
     *,
     prior_weight: float,
+    prior_weight_per_k: Mapping[int, float] | None = None,
     rows: Sequence[str] = ROWS,
 ) -> dict[str, np.ndarray]:
-    """The songs' factors [shape=(n_songs, k)] of each row of ROWS for one draw.
+    """The songs' factors [shape=(n_songs, k)] of each row of ROWS (and PER_K_ROW) for
+    one draw.
 
     model : WMF fitted without these songs (its X is fixed). prior : y' [shape=(n_songs, k)].
     plays : all of the songs' plays (for the upper bound).
+    prior_weight_per_k : {k: weight}, for PER_K_ROW.
     """
     makers: dict[str, Callable[[], np.ndarray]] = {
+        PER_K_ROW: lambda: model.fold_in_songs(
+            reveal.revealed, prior=prior, prior_weight=prior_weight_per_k[reveal.k]
+        ),
         "audio": lambda: np.asarray(prior, dtype=np.float32),
         "fold-in": lambda: model.fold_in_songs(reveal.revealed),
         "audio + fold-in": lambda: model.fold_in_songs(
@@ -152,7 +160,9 @@ def warmup_factors(
     }
     unknown = [row for row in rows if row not in makers]
     if unknown:
-        raise ParameterError(f"unknown rows {unknown}; rows are {', '.join(ROWS)}")
+        raise ParameterError(f"unknown rows {unknown}; rows are {', '.join(makers)}")
+    if PER_K_ROW in rows and (prior_weight_per_k is None or reveal.k not in prior_weight_per_k):
+        raise ParameterError(f"{PER_K_ROW!r} needs prior_weight_per_k with k = {reveal.k}")
     return {row: makers[row]() for row in rows}
 
 
@@ -162,6 +172,7 @@ def warmup_figures(
     plays: sp.spmatrix,
     *,
     prior_weight: float,
+    prior_weight_per_k: Mapping[int, float] | None = None,
     ks: Sequence[int] = WARMUP_KS,
     seeds: Sequence[int] = (0, 1, 2),
     k_map: int = 500,
@@ -185,7 +196,13 @@ def warmup_figures(
         for seed in seeds:
             reveal = reveal_listeners(plays, k, seed=seed)
             factors = warmup_factors(
-                model, prior, plays, reveal, prior_weight=prior_weight, rows=rows
+                model,
+                prior,
+                plays,
+                reveal,
+                prior_weight=prior_weight,
+                prior_weight_per_k=prior_weight_per_k,
+                rows=rows,
             )
             entry: dict = {}
             for row, song_factors in factors.items():

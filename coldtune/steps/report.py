@@ -310,7 +310,7 @@ def _warmup_html(workspace, warmup: dict | None) -> str:
     rows = []
     for k, entry in warmup["per_k"].items():
         cells = [k]
-        for row in ROWS:
+        for row in warmup.get("rows", ROWS):
             figures = entry["rows"][row]
             cells.append(
                 " / ".join(
@@ -323,8 +323,11 @@ def _warmup_html(workspace, warmup: dict | None) -> str:
         note
         + f"<img alt='warm-up curve' src='data:image/png;base64,{encoded}'>"
         + _table(
-            ["k", *(f"{html.escape(r)}: mAP@{warmup['k']} / AUC" for r in ROWS)],
+            [
+                "k",
+                *(f"{html.escape(r)}: mAP@{warmup['k']} / AUC" for r in warmup.get("rows", ROWS)),
+            ],
             rows,
-            numeric={0, 1, 2, 3, 4},
+            numeric=set(range(len(warmup.get("rows", ROWS)) + 1)),
         )
     )

@@ -34,6 +34,7 @@ from coldtune.errors import WorkspaceError
 from coldtune.eval.seeds import estimate
 from coldtune.eval.tables import markdown_table
 from coldtune.eval.warmup import (
+    PER_K_ROW,
     ROWS,
     WARMUP_KS,
     best_prior_weight,
@@ -161,6 +162,20 @@ def validation_workspace(
     train_step.run(inner, registered, config=config)
     write_json(key_path, {"key": key, "model": name, "validation_songs": len(held)})
     return inner, row
+
+
+def weights_for(chosen: dict, listeners: np.ndarray, *, per_k: bool = True) -> np.ndarray:
+    """The prior weight of songs with `listeners` [shape=(n,)] warm-up listeners each:
+    with `per_k`, the weight chosen for the largest validated k <= listeners (the
+    smallest k's below it; k = 0 is not a choice), else the one weight."""
+    listeners = np.asarray(listeners)
+    single = np.full(len(listeners), _weight(chosen["prior_weight"]))
+    by_k = {int(k): _weight(w) for k, w in (chosen.get("best_per_k") or {}).items() if int(k) > 0}
+    if not per_k or not by_k:
+        return single
+    ks = np.array(sorted(by_k))
+    at = np.clip(np.searchsorted(ks, listeners, side="right") - 1, 0, len(ks) - 1)
+    return np.array([by_k[int(k)] for k in ks[at]])
 
 
 def _predictions(path: Path, wanted: np.ndarray) -> np.ndarray:
@@ -343,6 +358,9 @@ def table(
         workspace.models_dir(name) / "predictions.npz", interactions.song_ids[split.cold_songs]
     )
     weight = _weight(chosen["prior_weight"])
+    per_k = {int(k): _weight(w) for k, w in chosen.get("best_per_k", {}).items()}
+    rows = [*ROWS, PER_K_ROW] if all(k in per_k or k == 0 for k in config.ks) else list(ROWS)
+    per_k.setdefault(0, weight)  # nothing revealed: any weight gives the prior
     if on_stage is not None:
         on_stage(f"warm-up of {plays.shape[1]:,} cold songs, prior weight {weight:g}")
     seeds = list(range(config.seeds))
@@ -351,41 +369,39 @@ def table(
         prior,
         plays,
         prior_weight=weight,
+        prior_weight_per_k=per_k if PER_K_ROW in rows else None,
+        rows=rows,
         ks=config.ks,
         seeds=seeds,
         k_map=config.k,
         device=device,
         on_progress=None if on_progress is None else lambda d, t: on_progress("warm-up", d, t),
     )
-    per_k = {}
+    table_rows: dict[str, dict] = {}
     for k, by_seed in figures.items():
         summary = {}
-        for row in ROWS:
+        for row in rows:
             values = [by_seed[s][row] for s in seeds]
             summary[row] = {
                 "map": estimate([v[0] for v in values]).__dict__,
                 "auc": estimate([v[1] for v in values]).__dict__,
             }
         draws = [by_seed[s]["_draw"] for s in seeds]
-        per_k[str(k)] = {
+        table_rows[str(k)] = {
             "rows": summary,
-            "per_seed": {str(s): {r: list(by_seed[s][r]) for r in ROWS} for s in seeds},
+            "per_seed": {str(s): {r: list(by_seed[s][r]) for r in rows} for s in seeds},
             "n_users": float(np.mean([d["n_users"] for d in draws])),
             "n_capped": draws[0]["n_capped"],
             "mean_revealed": float(np.mean([d["mean_revealed"] for d in draws])),
-            "blend_at_least_best": {
-                m: bool(
-                    summary["audio + fold-in"][m]["mean"]
-                    >= max(summary["audio"][m]["mean"], summary["fold-in"][m]["mean"])
-                )
-                for m in ("map", "auc")
-            },
+            "at_least_best": at_least_best(summary),
         }
     results = {
         "title": "Warm-up: cold songs from their first plays",
         "model": name,
         "prior_weight": chosen["prior_weight"],
+        "prior_weight_per_k": chosen.get("best_per_k"),
         "prior_weight_chosen_on": f"{chosen['validation_songs']} warm validation songs",
+        "rows": rows,
         "k": config.k,
         "ks": list(config.ks),
         "seeds": seeds,
@@ -393,7 +409,7 @@ def table(
         "n_cold_songs": len(split.cold_songs),
         "n_users": len(split.users),
         "factors": wmf.factors,
-        "per_k": per_k,
+        "per_k": table_rows,
         "inputs": table_key(workspace, name),
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -402,6 +418,22 @@ def table(
         tmp.write_text(table_markdown(results))
     plot_warmup(results, workspace.results_dir / "warmup.png")
     return results
+
+
+def at_least_best(summary: dict) -> dict:
+    """For each blended row of one k: whether its mean mAP and AUC are at least the
+    better of audio's and fold-in's (the issue's expectation)."""
+    return {
+        row: {
+            m: bool(
+                summary[row][m]["mean"]
+                >= max(summary["audio"][m]["mean"], summary["fold-in"][m]["mean"])
+            )
+            for m in ("map", "auc")
+        }
+        for row in ("audio + fold-in", PER_K_ROW)
+        if row in summary
+    }
 
 
 def table_key(workspace: Workspace, model: str) -> str:
@@ -423,11 +455,12 @@ def is_current(workspace: Workspace, results: dict) -> bool:
 def table_markdown(results: dict) -> str:
     """The warm-up table: mean ± SE over the draws per k and row."""
     rows = []
+    names = results.get("rows", ROWS)
     for k, entry in results["per_k"].items():
-        for row in ROWS:
+        for row in names:
             figures = entry["rows"][row]
             cells = [f"{figures[m]['mean']:.4f} ± {figures[m]['se']:.4f}" for m in ("map", "auc")]
-            rows.append([k if row == ROWS[0] else "", row, *cells])
+            rows.append([k if row == names[0] else "", row, *cells])
     table_text = markdown_table(
         ["k revealed", "Factors", f"mAP@{results['k']}", "AUC"], rows, numeric={2, 3}
     )
@@ -435,16 +468,16 @@ def table_markdown(results: dict) -> str:
         f"k={k}: {e['n_capped']:g} ({e['mean_revealed']:.1f} revealed per song)"
         for k, e in results["per_k"].items()
     )
-    holds = {
-        m: [k for k, e in results["per_k"].items() if not e["blend_at_least_best"][m]]
-        for m in ("map", "auc")
-    }
-    verdict = " ".join(
-        f"audio + fold-in >= max(audio, fold-in) in {m.upper()} at every k."
-        if not ks
-        else f"audio + fold-in is below max(audio, fold-in) in {m.upper()} at k = {', '.join(ks)}."
-        for m, ks in holds.items()
-    )
+    verdicts = []
+    for row in next(iter(results["per_k"].values()))["at_least_best"]:
+        for m in ("map", "auc"):
+            below = [k for k, e in results["per_k"].items() if not e["at_least_best"][row][m]]
+            verdicts.append(
+                f"{row} >= max(audio, fold-in) in {m.upper()} at every k."
+                if not below
+                else f"{row} is below max(audio, fold-in) in {m.upper()} at k = {', '.join(below)}."
+            )
+    verdict = " ".join(verdicts)
     spread = (
         f"mean ± SE over {len(results['seeds'])} splits, each the mean of "
         f"{results['draws']} draws of them"
@@ -484,6 +517,9 @@ def across_splits(workspaces: list[Workspace]) -> dict:
                 f"{w.root}: its warm-up table has k = {t['ks']} (mAP@{t['k']}), the first "
                 f"{ks} (mAP@{tables[0]['k']}); make them with the same settings"
             )
+    names = [
+        r for r in tables[0].get("rows", ROWS) if all(r in t.get("rows", ROWS) for t in tables)
+    ]
     per_k = {}
     for k in map(str, ks):
         summary = {
@@ -491,25 +527,19 @@ def across_splits(workspaces: list[Workspace]) -> dict:
                 m: estimate([t["per_k"][k]["rows"][row][m]["mean"] for t in tables]).__dict__
                 for m in ("map", "auc")
             }
-            for row in ROWS
+            for row in names
         }
         per_k[k] = {
             "rows": summary,
             "per_seed": {
                 str(t["split_seed"]): {
-                    r: [t["per_k"][k]["rows"][r][m]["mean"] for m in ("map", "auc")] for r in ROWS
+                    r: [t["per_k"][k]["rows"][r][m]["mean"] for m in ("map", "auc")] for r in names
                 }
                 for t in tables
             },
             "n_capped": float(np.mean([t["per_k"][k]["n_capped"] for t in tables])),
             "mean_revealed": float(np.mean([t["per_k"][k]["mean_revealed"] for t in tables])),
-            "blend_at_least_best": {
-                m: bool(
-                    summary["audio + fold-in"][m]["mean"]
-                    >= max(summary["audio"][m]["mean"], summary["fold-in"][m]["mean"])
-                )
-                for m in ("map", "auc")
-            },
+            "at_least_best": at_least_best(summary),
         }
     first = tables[0]
     return first | {
@@ -520,6 +550,7 @@ def across_splits(workspaces: list[Workspace]) -> dict:
         "seeds": [t["split_seed"] for t in tables],
         "draws": len(first["seeds"]),
         "per_k": per_k,
+        "rows": names,
     }
 
 
@@ -533,9 +564,15 @@ def plot_warmup(results: dict, path: Path) -> Path:
 
     ks = [int(k) for k in results["per_k"]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    styles = {"audio": "o-", "fold-in": "s-", "audio + fold-in": "D-", "upper bound": "k--"}
+    styles = {
+        "audio": "o-",
+        "fold-in": "s-",
+        "audio + fold-in": "D-",
+        PER_K_ROW: "v:",
+        "upper bound": "k--",
+    }
     for ax, metric, label in zip(axes, ("map", "auc"), (f"mAP@{results['k']}", "AUC"), strict=True):
-        for row in ROWS:
+        for row in results.get("rows", ROWS):
             means = [results["per_k"][str(k)]["rows"][row][metric]["mean"] for k in ks]
             errors = [results["per_k"][str(k)]["rows"][row][metric]["se"] for k in ks]
             errors = [0.0 if e is None or math.isnan(e) else e for e in errors]
@@ -562,6 +599,7 @@ def apply(
     plays_file: str | os.PathLike | None = None,
     *,
     model: str | None = None,
+    per_k: bool = True,
     device: str | None = None,
     read_options: dict | None = None,
 ) -> dict:
@@ -571,7 +609,8 @@ def apply(
     added to W/warmup/plays.npz (a file applied before is not added twice: its content
     hash is kept), and every cold song with warm-up plays gets the prior fold-in from
     all of them, with the clip model's prediction as prior and the chosen weight
-    (`load_prior_weight`). Plays of unknown users, unknown songs and warm songs are
+    (`load_prior_weight`; with `per_k`, the weight chosen for its number of listeners,
+    `weights_for`). Plays of unknown users, unknown songs and warm songs are
     counted, not used (warm songs' factors are WMF's; a new user is folded in by
     `recommend --plays`). The factors go to W/warmup/factors.npz and into the clip
     model's catalogue predictions (W/models/NAME/catalogue.npz), both atomically, so
@@ -582,7 +621,6 @@ def apply(
 
     folder = _dir(workspace)
     chosen = load_prior_weight(workspace, model=model)
-    weight = _weight(chosen["prior_weight"])
     name = choose_clip_model(workspace, model)
     interactions = load_interactions(workspace)
     split = load_split(workspace, interactions)
@@ -637,7 +675,12 @@ def apply(
     matrix.sum_duplicates()
     warmed = np.flatnonzero(np.diff(matrix.tocsc().indptr) > 0)
     prior = _predictions(workspace.models_dir(name) / "predictions.npz", cold_ids[warmed])
-    factors = wmf.fold_in_songs(matrix[:, warmed], prior=prior, prior_weight=weight)
+    listeners = np.diff(matrix.tocsc().indptr)[warmed]
+    weights = weights_for(chosen, listeners, per_k=per_k)
+    factors = np.zeros_like(prior)
+    for w in np.unique(weights):  # one solve per distinct weight
+        at = np.flatnonzero(weights == w)
+        factors[at] = wmf.fold_in_songs(matrix[:, warmed[at]], prior=prior[at], prior_weight=w)
     coo = matrix.tocoo()
     with atomic_path(kept_path) as tmp, open(tmp, "wb") as handle:
         np.savez(
@@ -647,7 +690,6 @@ def apply(
             counts=coo.data,
             applied=np.asarray(applied, dtype=str),
         )
-    listeners = np.diff(matrix.tocsc().indptr)[warmed]
     with atomic_path(folder / "factors.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(
             handle,
@@ -655,7 +697,7 @@ def apply(
             factors=factors,
             prior=prior,
             listeners=listeners,
-            prior_weight=np.array(weight),
+            prior_weight=weights,
             model=np.array(name),
         )
     # the catalogue's predictions: every song from audio, then the warmed ones replaced
@@ -676,7 +718,7 @@ def apply(
     return report | {
         "songs_warmed": int(len(warmed)),
         "plays_kept": int(matrix.nnz),
-        "prior_weight": chosen["prior_weight"],
+        "prior_weight": chosen["best_per_k"] if per_k else chosen["prior_weight"],
         "model": name,
         "factors": str(folder / "factors.npz"),
         "catalogue": str(cache),
