@@ -214,13 +214,13 @@ def test_nothing_revealed_is_the_evaluation(warm_workspace):
 
 def test_the_table_and_its_plot(warm_workspace):
     from coldtune.steps.report import _warmup_html
-    from coldtune.steps.warmup import ROWS, is_current, table_markdown
+    from coldtune.steps.warmup import PER_K_ROW, ROWS, is_current, table_markdown
 
     workspace, _, results = warm_workspace
     assert set(results["per_k"]) == {"0", "2", "5"}
     for entry in results["per_k"].values():
-        assert set(entry["rows"]) == set(ROWS)
-        for row in ROWS:
+        assert set(entry["rows"]) == {*ROWS, PER_K_ROW}
+        for row in (*ROWS, PER_K_ROW):
             assert entry["rows"][row]["auc"]["n"] == 2  # two draws: a mean and its SE
         upper = entry["rows"]["upper bound"]["auc"]["mean"]
         assert upper > entry["rows"]["audio"]["auc"]["mean"]
