@@ -1,5 +1,6 @@
 """The exact row solver of eq. (3) in torch, on any device: every row's least squares
-with the other side fixed, in padded batches. Used by the torch backend and by fold-in."""
+with the other side fixed, in padded batches. Used by the torch backend and by fold-in,
+with or without a prior (the warm-up of a cold song from its first plays)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ class RowSolver:
     For row u with played columns I_u (x_u, Y, C_u as in Hu et al.):
 
         x_u = (Y^T Y + Y^T (C_u - I) Y + lambda I)^-1 Y^T C_u p(u)
+
+    With a prior x'_u of weight w (the term + w ||x_u - x'_u||^2 added to eq. (3)):
+
+        x_u = (Y^T Y + Y^T (C_u - I) Y + (lambda + w) I)^-1 (Y^T C_u p(u) + w x'_u)
 
     Rows are sorted by their number of plays and cut into batches whose padded size
     stays under `budget` elements, so padding wastes little and memory is bounded.
@@ -64,11 +69,29 @@ class RowSolver:
             )
             start += size
 
-    def solve(self, other: torch.Tensor, regularization: float) -> torch.Tensor:
-        """New factors for every row given `other` (n_cols, k) on self.device."""
+    def solve(
+        self,
+        other: torch.Tensor,
+        regularization: float,
+        *,
+        prior: torch.Tensor | None = None,
+        prior_weight: float = 0.0,
+    ) -> torch.Tensor:
+        """New factors for every row given `other` (n_cols, k) on self.device.
+
+        prior : (n_rows, k) on self.device, or None; each row is pulled toward its own
+            prior with weight `prior_weight` >= 0 (the class docstring's formula). A row
+            without plays is not solved: it keeps its prior (zeros without one).
+        """
         k = other.shape[1]
-        out = torch.zeros(self.conf.shape[0], k, dtype=other.dtype, device=other.device)
-        gram = other.T @ other + regularization * torch.eye(
+        if prior is None:
+            out = torch.zeros(self.conf.shape[0], k, dtype=other.dtype, device=other.device)
+            prior_weight = 0.0
+        else:
+            assert prior.shape == (self.conf.shape[0], k), (tuple(prior.shape), k)
+            prior = prior.to(other.dtype)
+            out = prior.clone()
+        gram = other.T @ other + (regularization + prior_weight) * torch.eye(
             k, dtype=other.dtype, device=other.device
         )
         for batch in self.batches:
@@ -76,6 +99,8 @@ class RowSolver:
             weight = (batch.conf - 1.0).clamp_min(0.0)  # c_ui - 1, 0 on padding
             A = gram + torch.bmm(Yb.transpose(1, 2), Yb * weight.unsqueeze(-1))  # (B, k, k)
             b = torch.bmm(batch.conf.unsqueeze(1), Yb).squeeze(1)  # Y^T C_u p(u): (B, k)
+            if prior_weight:
+                b = b + prior_weight * prior[batch.rows]
             out[batch.rows] = _spd_solve(A, b)
         return out
 
@@ -95,18 +120,25 @@ def solve_rows(
     other_factors: np.ndarray,
     *,
     regularization: float,
+    prior: np.ndarray | None = None,
+    prior_weight: float = 0.0,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Exact least-squares factors of every row of `conf` given the other side (eq. 3).
 
     conf : CSR [shape=(n_rows, n_other)] confidences of eq. (2).
     other_factors : [shape=(n_other, k)].
-    Returns [shape=(n_rows, k)] float32; a row without plays gets zeros.
+    prior : [shape=(n_rows, k)] or None, the factors each row is pulled toward with
+        weight `prior_weight` >= 0 (`RowSolver`'s formula).
+    Returns [shape=(n_rows, k)] float32; a row without plays gets its prior (zeros
+    without one).
     """
     device = torch.device(device) if device is not None else default_device()
     other = torch.as_tensor(np.ascontiguousarray(other_factors, dtype=np.float32), device=device)
     solver = RowSolver(sp.csr_matrix(conf), device, other.shape[1])
-    return solver.solve(other, regularization).cpu().numpy()
+    if prior is not None:
+        prior = torch.as_tensor(np.ascontiguousarray(prior, dtype=np.float32), device=device)
+    return solver.solve(other, regularization, prior=prior, prior_weight=prior_weight).cpu().numpy()
 
 
 def default_device() -> torch.device:

@@ -167,11 +167,31 @@ class WeightedMatrixFactorization:
         )
         return self
 
-    def fold_in_songs(self, plays: sp.spmatrix) -> np.ndarray:
+    def fold_in_songs(
+        self,
+        plays: sp.spmatrix,
+        *,
+        prior: np.ndarray | None = None,
+        prior_weight: float | None = None,
+    ) -> np.ndarray:
         """Factors of new songs from their plays by the fitted users, X fixed (eq. 3 per song).
 
         plays : sparse [shape=(n_users, n_new_songs)] raw play counts by the fitted users.
-        Returns [shape=(n_new_songs, k)]. This is the "upper bound" of Table 3.
+        prior : [shape=(n_new_songs, k)] or None, factors to start from (a content model's
+            prediction y' from audio); with it each song solves
+
+                min_y  sum_u c_ui (p_ui - x_u^T y)^2 + lambda ||y||^2
+                       + prior_weight ||y - y'||^2
+
+            i.e. (X^T X + X^T (C_i - I) X + (lambda + prior_weight) I) y
+                 = X^T C_i p(i) + prior_weight y'.
+            WMF's lambda stays, so prior_weight -> 0 is the plain fold-in and
+            prior_weight -> inf is y'. A song without plays keeps y' (nothing is known
+            about it yet; it is not solved).
+        prior_weight : float >= 0 (inf allowed: y' itself); needed with `prior`.
+            `coldtune.steps.warmup` chooses one on warm songs (docs/evaluation.md).
+        Returns [shape=(n_new_songs, k)]. Without a prior this is the "upper bound" of
+        Table 3 when given every held-out play.
         """
         self._check_fitted()
         if plays.shape[0] != self.user_factors_.shape[0]:
@@ -180,9 +200,28 @@ class WeightedMatrixFactorization:
             )
         from coldtune.cf.rows import solve_rows
 
+        if prior is not None:
+            prior = np.asarray(prior, dtype=np.float32)
+            if prior.shape != (plays.shape[1], self.factors):
+                raise ParameterError(
+                    f"prior has shape {prior.shape}, expected (songs, factors) = "
+                    f"{(plays.shape[1], self.factors)}: one row of factors per song of plays"
+                )
+            if prior_weight is None or not prior_weight >= 0:
+                raise ParameterError(
+                    f"prior_weight must be a number >= 0 with a prior, got {prior_weight!r}; "
+                    "`coldtune warm-up --choose` picks one on the warm songs"
+                )
+            if np.isinf(prior_weight):
+                return prior.copy()
         conf = confidence(sp.csr_matrix(plays).T, alpha=self.alpha, epsilon=self.epsilon)
         return solve_rows(
-            conf, self.user_factors_, regularization=self.regularization, device=self.device
+            conf,
+            self.user_factors_,
+            regularization=self.regularization,
+            prior=prior,
+            prior_weight=0.0 if prior is None else float(prior_weight),
+            device=self.device,
         )
 
     def fold_in_users(self, plays: sp.spmatrix) -> np.ndarray:

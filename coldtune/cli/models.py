@@ -224,3 +224,104 @@ def demo(
     show_results(results, workspace)
     if "report" in results:
         say(f"report: {results['report']}")
+
+
+warm_up_app = typer.Typer(
+    help="First plays of cold songs: their factors move from the audio prediction toward "
+    "what the plays say (eq. 3 with the prediction as prior), without refitting WMF.",
+    no_args_is_help=True,
+)
+app.add_typer(warm_up_app, name="warm-up")
+WarmUpModelOption = Annotated[
+    str | None,
+    typer.Option(help="Clip model whose predictions are the prior; default: the catalogue's."),
+]
+
+
+@command(warm_up_app, "apply")
+def warm_up_apply(
+    workspace: WorkspaceOption,
+    plays: Annotated[
+        Path | None,
+        typer.Argument(
+            help="New plays (user, song, count; triplets, CSV or Parquet) of cold songs; "
+            "none: apply the kept ones again."
+        ),
+    ] = None,
+    model: WarmUpModelOption = None,
+    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
+):
+    """Add new plays of cold songs and warm up those songs' factors for the catalogue."""
+    from coldtune.steps import warmup
+
+    report = warmup.apply(Workspace(workspace), plays, model=model, device=device)
+    if report["already_applied"]:
+        say(f"{plays}: applied before; its plays are kept once")
+    elif plays is not None:
+        rejected = ", ".join(f"{n:,} {why}" for why, n in report["rejected"].items() if n)
+        say(
+            f"{plays}: {report['rows']:,} (user, song) pairs, {report['used']:,} used"
+            + (f"; not used: {rejected}" if rejected else "")
+        )
+    say(
+        f"{report['songs_warmed']:,} cold songs warmed up from {report['plays_kept']:,} plays "
+        f"(prior {report['model']}, weight {report['prior_weight']}) -> {report['catalogue']}"
+    )
+
+
+@command(warm_up_app, "choose")
+def warm_up_choose(
+    workspace: WorkspaceOption,
+    model: WarmUpModelOption = None,
+    seeds: Annotated[int, typer.Option(help="Draws of the revealed listeners.")] = 5,
+    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
+):
+    """Choose the prior's weight on warm songs held out of WMF and the clip model."""
+    from coldtune.steps import warmup
+
+    with bars(12) as show:
+        chosen = warmup.choose_prior_weight(
+            Workspace(workspace),
+            warmup.WarmupConfig(seeds=seeds),
+            model=model,
+            device=device,
+            on_stage=say,
+            on_progress=show,
+        )
+    say(warmup.prior_weight_markdown(chosen))
+    say(f"wrote {workspace / 'warmup' / 'prior_weight.json'}")
+
+
+@command(warm_up_app, "table")
+def warm_up_table(
+    workspace: WorkspaceOption,
+    model: WarmUpModelOption = None,
+    seeds: Annotated[int, typer.Option(help="Draws of the revealed listeners.")] = 5,
+    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
+):
+    """The warm-up table on the cold songs: audio, fold-in, both, upper bound, per k."""
+    from coldtune.steps import warmup
+
+    with bars(12) as show:
+        results = warmup.table(
+            Workspace(workspace),
+            warmup.WarmupConfig(seeds=seeds),
+            model=model,
+            device=device,
+            on_stage=say,
+            on_progress=show,
+        )
+    say(warmup.table_markdown(results))
+    say(f"wrote {workspace / 'results' / 'warmup.md'}, warmup.json and warmup.png")
+
+
+@command(warm_up_app, "splits")
+def warm_up_splits(
+    workspaces: Annotated[
+        list[Path], typer.Argument(help="Workspaces of one world, one per split seed.")
+    ],
+):
+    """One warm-up table from several workspaces' (split seeds): mean ± SE over them."""
+    from coldtune.steps import warmup
+
+    say(warmup.table_markdown(warmup.across_splits([Workspace(w) for w in workspaces])))

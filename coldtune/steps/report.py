@@ -1,7 +1,8 @@
 """`coldtune report`: one HTML page with everything a workspace has shown.
 
 The results table (W/results/evaluation.json), tag prediction (section 5.1), similar
-songs (Table 4), the song map (Figure 1) and how long each stage took. Analyses that
+songs (Table 4), the song map (Figure 1), the warm-up curve (W/results/warmup.json, when
+`coldtune warm-up table` has made it) and how long each stage took. Analyses that
 are missing, or older than the factors and models they read, are computed first
 (and kept in W/results/, so a second report is quick). The page is one file: the map's
 PNG is inlined; the interactive map is a link to W/results/map/map.html beside it.
@@ -71,6 +72,11 @@ def write_report(
         if (results_dir / "evaluation.json").exists()
         else None
     )
+    warmup = (
+        read_json(results_dir / "warmup.json", what="", hint="")
+        if (results_dir / "warmup.json").exists()
+        else None
+    )
     stage_times = (
         read_json(results_dir / "timings.json", what="", hint="")
         if (results_dir / "timings.json").exists()
@@ -86,6 +92,7 @@ def write_report(
         examples=examples,
         pipeline_times=stage_times,
         report_times=timings,
+        warmup=warmup,
     )
     path = results_dir / "report.html"
     with atomic_path(path) as tmp:
@@ -149,7 +156,16 @@ def _song(catalogue, row: int) -> str:
 
 
 def render(
-    *, workspace, catalogue, evaluation, tags, song_map, examples, pipeline_times, report_times
+    *,
+    workspace,
+    catalogue,
+    evaluation,
+    tags,
+    song_map,
+    examples,
+    pipeline_times,
+    report_times,
+    warmup=None,
 ) -> str:
     """The report's HTML from what `write_report` gathered."""
     parts = [
@@ -225,6 +241,8 @@ def render(
             "the song, click it to hear its clip.</p>"
             f"<img alt='song map' src='data:image/png;base64,{encoded}'>"
         )
+    parts.append("<h2 id='warmup'>Warm-up: cold songs from their first plays</h2>")
+    parts.append(_warmup_html(workspace, warmup))
     parts.append("<h2 id='timing'>Time of each stage</h2>")
     timing_rows = [[html.escape(k), f"{v:.1f}"] for k, v in pipeline_times.items()]
     timing_rows += [
@@ -258,5 +276,58 @@ def _tags_html(tags: dict) -> str:
             ["Features", "dims", "warm songs", "cold songs", "paper (warm)"],
             rows,
             numeric={1, 2, 3, 4},
+        )
+    )
+
+
+def _warmup_html(workspace, warmup: dict | None) -> str:
+    """The warm-up curve (W/results/warmup.png) and its table, or how to make them."""
+    from coldtune.steps.warmup import ROWS, is_current
+
+    png = workspace.results_dir / "warmup.png"
+    if warmup is None or not png.exists():
+        return (
+            "<p>No warm-up table yet: run <code>coldtune warm-up table --workspace W</code> "
+            "(it chooses the prior weight on warm songs first).</p>"
+        )
+    note = (
+        f"<p class='note'>Each of the {warmup['n_cold_songs']:,} cold songs reveals k of its "
+        "listeners (min(k, n - 1) of n); every user ranks the cold songs, their revealed "
+        "ones left out, against the cold songs they played that were not revealed. "
+        f"<b>audio</b>: {html.escape(warmup['model'])}'s factors; <b>fold-in</b>: eq. (3) "
+        "from the revealed plays; <b>audio + fold-in</b>: the same with the audio factors "
+        f"as prior, weight {html.escape(str(warmup['prior_weight']))} (chosen on "
+        f"{html.escape(warmup['prior_weight_chosen_on'])}, never on cold songs); "
+        "<b>upper bound</b>: from all their plays. Mean ± SE over "
+        f"{len(warmup['seeds'])} draws of the revealed listeners (split seed "
+        f"{warmup['split_seed']}).</p>"
+    )
+    if not is_current(workspace, warmup):
+        note += (
+            "<p class='note'><b>Older than the workspace's split, factors or clip model</b>: "
+            "run <code>coldtune warm-up table</code> again.</p>"
+        )
+    rows = []
+    for k, entry in warmup["per_k"].items():
+        cells = [k]
+        for row in warmup.get("rows", ROWS):
+            figures = entry["rows"][row]
+            cells.append(
+                " / ".join(
+                    f"{figures[m]['mean']:.4f} ± {figures[m]['se']:.4f}" for m in ("map", "auc")
+                )
+            )
+        rows.append(cells)
+    encoded = base64.b64encode(png.read_bytes()).decode()
+    return (
+        note
+        + f"<img alt='warm-up curve' src='data:image/png;base64,{encoded}'>"
+        + _table(
+            [
+                "k",
+                *(f"{html.escape(r)}: mAP@{warmup['k']} / AUC" for r in warmup.get("rows", ROWS)),
+            ],
+            rows,
+            numeric=set(range(len(warmup.get("rows", ROWS)) + 1)),
         )
     )
