@@ -10,6 +10,7 @@ state intact, and reports progress through callbacks, never by printing.
     evaluate    evaluate (Tables 2-3), merge_evaluation (parts of --users i/n)
     catalogue   load_catalogue (what serving answers from), search, recommend_all
     releases    add_releases (new songs: a clip, no plays)
+    warmup      the prior fold-in of cold songs' first plays: choose, table, apply
     analyses    tags (section 5.1), song_map (Figure 1)
     report      write_report (one HTML page)
     experiment  run_experiment (split -> WMF -> every model -> the table)
@@ -26,6 +27,7 @@ from coldtune.steps import (
     releases,
     report,
     train,
+    warmup,
     wmf,
 )
 
@@ -39,5 +41,6 @@ __all__ = [
     "releases",
     "report",
     "train",
+    "warmup",
     "wmf",
 ]
