@@ -111,7 +111,9 @@ SMALL_CNN = {"max_epochs": 3, "batch_size": 8, "precision": "fp32", "windows_per
 def test_a_ranking_score_of_validation_songs_chooses_the_epoch(small_world):
     from coldtune import content
 
-    model = content.make("cnn", selection="auc", **SMALL_CNN).fit(small_world)
+    model = content.make("cnn", selection="auc", min_ranking_songs=1, **SMALL_CNN)
+    model = model.fit(small_world)
+    assert model.fit_report_["selection"] == "auc"
     scores = [r["validation_score"] for r in model.history_]
     assert len(scores) == 3 and all(0 <= s <= 1 for s in scores)
     assert model.fit_report_["best_epoch"] == int(np.argmax(scores)) + 1
@@ -124,11 +126,24 @@ def test_a_ranking_score_of_validation_songs_chooses_the_epoch(small_world):
     assert ranking(predicted)["auc"] == pytest.approx(max(scores), abs=1e-5)
 
 
+def test_too_few_validation_songs_keep_the_epoch_by_the_validation_loss(small_world):
+    from coldtune import content
+
+    model = content.make("cnn", selection="auc", **SMALL_CNN).fit(small_world)
+    assert len(model.validation_[0]) == 6 < model.config.min_ranking_songs
+    assert model.fit_report_["selection"] == "loss"
+    losses = [r["validation_loss"] for r in model.history_]
+    assert "validation_score" not in model.history_[0]
+    assert model.fit_report_["best_epoch"] == int(np.argmin(losses)) + 1
+
+
 def test_a_ridge_readout_is_fitted_on_warm_songs_and_saved_with_the_model(small_world, tmp_path):
     from coldtune import content
     from coldtune.content.cnn import clip_embeddings
 
-    model = content.make("cnn", readout="ridge", selection="auc", **SMALL_CNN).fit(small_world)
+    model = content.make(
+        "cnn", readout="ridge", selection="auc", min_ranking_songs=1, **SMALL_CNN
+    ).fit(small_world)
     report = model.fit_report_["readout"]
     assert report["alpha"] in model.config.readout_alphas
     assert set(report["validation"]) == {str(a) for a in model.config.readout_alphas}

@@ -180,7 +180,8 @@ def test_the_report_and_the_map_open_as_files(page, small_workspace, tmp_path):
     page.goto((small_workspace.results_dir / "report.html").as_uri())
     assert page.evaluate("document.querySelector('img').naturalWidth") > 500
     headings = page.locator("h2").all_text_contents()
-    assert len(headings) == 5 and headings[0].startswith("Cold-start recommendation")
+    assert len(headings) == 6 and headings[0].startswith("Cold-start recommendation")
+    assert headings[4] == "Warm-up: cold songs from their first plays"
     screenshot(page, tmp_path, "report")
 
     page.goto((small_workspace.results_dir / "map" / "map.html").as_uri())

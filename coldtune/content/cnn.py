@@ -374,13 +374,14 @@ class CNN:
         val_rows, _ = split_rows(len(songs), fraction=loop.validation_fraction, seed=loop.seed)
         ranking = RankingValidation(data.user_factors, data.confidence, val_rows)
         score = None
-        if config.selection != "loss":
+        selection = config.selection if len(val_rows) >= config.min_ranking_songs else "loss"
+        if selection != "loss":
             val_clips = [np.asarray(store.song(song, "mel")) for song in songs[val_rows]]
 
             def score(rows: np.ndarray) -> float:
                 assert np.array_equal(rows, val_rows), "the loop's split is the read-out's"
                 predicted = self._outputs(clip_embeddings(self.network_, val_clips))
-                return ranking(predicted)[config.selection]
+                return ranking(predicted)[selection]
 
         trained = SongPooling(self.network_, repeat) if config.song_pooling else self.network_
         result = train_loop(
@@ -403,6 +404,7 @@ class CNN:
         if is_main_process():
             rates = [r["items_per_s"] for r in result.history]
             report["windows_per_s"] = round(repeat * float(np.median(rates)), 1) if rates else 0.0
+        report["selection"] = selection  # "loss" where too few validation songs
         self.fit_report_ = {"objective": config.objective, "precision": precision, **report}
         return self
 

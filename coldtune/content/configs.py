@@ -202,6 +202,10 @@ class CNNConfig(JSONConfig, TrainingSettings):
     # ("auc", "map": warm songs held out, WMF's user factors; never a cold song) or the
     # validation loss ("loss", what every model used before)
     selection: str = "auc"
+    # below this many validation songs a ranking figure is mostly noise (the small world's
+    # 12 stopped training at epoch 2), so the epoch is kept by the validation loss; the
+    # default world has 160, the paper-size one about 740 (a judgment, not a measurement)
+    min_ranking_songs: int = 100
     # "ridge": after training, ridge from the songs' mean last hidden layer to their
     # factors, fitted on the warm songs, alpha chosen by `selection` on validation songs
     readout: str = "network"
