@@ -269,18 +269,16 @@ def warm_up_apply(
     )
 
 
-@command(warm_up_app, "choose")
-def warm_up_choose(
-    workspace: WorkspaceOption,
-    model: WarmUpModelOption = None,
-    seeds: Annotated[int, typer.Option(help="Draws of the revealed listeners.")] = 5,
-    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
-):
-    """Choose the prior's weight on warm songs held out of WMF and the clip model."""
+DrawsOption = Annotated[int, typer.Option(help="Draws of the revealed listeners.")]
+DeviceOption = Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")]
+
+
+def _warm_up(step: str, markdown: str, workspace: Path, model, seeds: int, device) -> None:
+    """Run warmup.STEP with the command's options and print warmup.MARKDOWN of it."""
     from coldtune.steps import warmup
 
     with bars(12) as show:
-        chosen = warmup.choose_prior_weight(
+        results = getattr(warmup, step)(
             Workspace(workspace),
             warmup.WarmupConfig(seeds=seeds),
             model=model,
@@ -288,7 +286,18 @@ def warm_up_choose(
             on_stage=say,
             on_progress=show,
         )
-    say(warmup.prior_weight_markdown(chosen))
+    say(getattr(warmup, markdown)(results))
+
+
+@command(warm_up_app, "choose")
+def warm_up_choose(
+    workspace: WorkspaceOption,
+    model: WarmUpModelOption = None,
+    seeds: DrawsOption = 5,
+    device: DeviceOption = None,
+):
+    """Choose the prior's weight on warm songs held out of WMF and the clip model."""
+    _warm_up("choose_prior_weight", "prior_weight_markdown", workspace, model, seeds, device)
     say(f"wrote {workspace / 'warmup' / 'prior_weight.json'}")
 
 
@@ -296,22 +305,11 @@ def warm_up_choose(
 def warm_up_table(
     workspace: WorkspaceOption,
     model: WarmUpModelOption = None,
-    seeds: Annotated[int, typer.Option(help="Draws of the revealed listeners.")] = 5,
-    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
+    seeds: DrawsOption = 5,
+    device: DeviceOption = None,
 ):
     """The warm-up table on the cold songs: audio, fold-in, both, upper bound, per k."""
-    from coldtune.steps import warmup
-
-    with bars(12) as show:
-        results = warmup.table(
-            Workspace(workspace),
-            warmup.WarmupConfig(seeds=seeds),
-            model=model,
-            device=device,
-            on_stage=say,
-            on_progress=show,
-        )
-    say(warmup.table_markdown(results))
+    _warm_up("table", "table_markdown", workspace, model, seeds, device)
     say(f"wrote {workspace / 'results' / 'warmup.md'}, warmup.json and warmup.png")
 
 
