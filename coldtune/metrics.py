@@ -2,8 +2,9 @@
 
 Both take a dense score matrix (users x songs) and the songs each user actually played
 (boolean, dense or sparse), and return one value per user, NaN where it is undefined,
-so callers choose how to aggregate (the paper reports the mean over users). Work is
-vectorised in torch over blocks of users; pass torch tensors on a GPU to run there.
+so callers choose how to aggregate (the paper reports the mean over users). Work goes
+over blocks of users: on a CPU the counting below is a compiled (numba) loop, on a GPU
+(pass torch tensors there) a torch binary search.
 
 One pass over the scores gives both metrics. Of a user's N scores only two counts per
 relevant song j matter: g_j, the scores strictly above s_j, and e_j, the scores equal
@@ -15,6 +16,7 @@ user's relevant songs alone is all AP@k needs. No top-k selection or sort of the
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,14 +26,15 @@ import torch
 from coldtune.errors import ParameterError
 
 _BLOCK_ELEMENTS = 1 << 24  # users per block = this // n_songs: bounds temporary memory
-# (users x relevant songs x songs) per comparing pass: a few MiB, so each pass works
-# in the CPU's cache; a GPU gets one pass per block.
-_CHUNK_ELEMENTS = 1 << 20
-_GPU_CHUNK_ELEMENTS = 1 << 27
-# relevant songs per user above which one binary search per score (cost ~ log P) beats
-# one comparison per (score, relevant song) (cost ~ P) on a CPU; torch.searchsorted is
-# scalar code there, one comparison pass is vectorised. A GPU always searches.
-_SEARCH_ABOVE = 128
+# relevant songs per user above which one binary search per score (cost ~ log P, with
+# a branch the CPU mispredicts) beats one comparison per (score, relevant song) (cost
+# ~ P, vectorised): measured crossing near 142 on a 2-core EPYC, 46,728 songs (docs/
+# benchmarks.md, "Evaluation kernel"). A GPU always searches.
+_SEARCH_ABOVE = 144
+# (scores x relevant songs) of a block below which one thread does all the counting
+_PARALLEL_ABOVE = 1 << 22
+# False: a CPU counts as a GPU does, by torch.searchsorted (the tests run both paths)
+_COMPILED = True
 
 
 def average_precision_at_k(scores, relevant, k: int = 500) -> np.ndarray:
@@ -157,9 +160,8 @@ def ap_and_auc(
     relevant = torch.where(positives.mask, positives.scores(scores), -torch.inf)
     relevant = relevant.sort(1, descending=True).values
     valid = torch.arange(relevant.shape[1], device=scores.device) < n_pos[:, None]
-    # D_j = g_j - l_j (scores above minus scores below s_j) for every relevant song, and
-    # e_j where song j may lie in the top k (NaN elsewhere: there g_j >= k for sure).
-    sign_sum, equal = _relevant_counts(scores, relevant, valid, n_pos, k)
+    # D_j = g_j - l_j (scores above minus scores below s_j) and e_j, every relevant song
+    sign_sum, equal = _relevant_counts(scores, relevant, valid, n_pos)
     n_pos = n_pos.double()
 
     # AUC, Mann-Whitney U over average ranks: rank_j = l_j + (e_j + 1) / 2 = (N + 1 - D_j) / 2
@@ -172,157 +174,101 @@ def ap_and_auc(
     # g_j = (N + D_j - e_j) / 2) and shares the precision at its end, (relevant songs
     # scoring >= s_j) / (g_j + e_j). A group straddling the cut-off counts in
     # proportion to its places above it: (k - g_j) / e_j of them.
-    known = valid & ~equal.isnan()
-    equal = torch.where(known, equal, 1.0)
+    equal = torch.where(valid, equal, 1.0)
     above = (N + sign_sum - equal) / 2  # g_j
     share = ((k - above) / equal).clamp(0.0, 1.0)
     relevant_through = ((relevant[:, None, :] >= relevant[:, :, None]) & valid[:, None, :]).sum(2)
     precision = relevant_through / (above + equal)
     # summed in slot order, so a user's AP does not depend on the padding of its block
-    ap = torch.where(known, share * precision, 0.0).cumsum(1)[:, -1] / n_pos.clamp(max=k)
+    ap = torch.where(valid, share * precision, 0.0).cumsum(1)[:, -1] / n_pos.clamp(max=k)
     ap = torch.where(n_pos > 0, ap, torch.nan)
     return ap, auc
 
 
 def _relevant_counts(
-    scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor, n_pos: torch.Tensor, k: int
+    scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor, n_pos: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(D, e) [shape=(B, P)] float64 for `ap_and_auc`.
+    """(D, e) [shape=(B, P)] float64 for `ap_and_auc`: D_j = g_j - l_j and e_j for every
+    relevant song (padding slots are left 0).
 
-    D_j for every relevant song; e_j wherever song j may reach the top k, NaN elsewhere
-    (there g_j >= k for sure). Users go in groups of similar P, so little is padding.
+    On a GPU, one binary search per score for the whole block. On a CPU, a compiled
+    kernel (numba) walks each user's row once per relevant song, counting the scores
+    above and below it in registers: one read of the row from the cache per song, no
+    temporaries. Above _SEARCH_ABOVE relevant songs it places each score among the
+    sorted relevant ones instead. Torch's threads each take their own users, split by
+    the work (sum of P) so that neither waits for the other.
     """
+    if scores.device.type != "cpu" or not _COMPILED:
+        return _counts_by_searching(scores, relevant, valid)
     B, N = scores.shape
-    counts = n_pos.cpu().numpy()
-    if np.any(np.diff(counts) < 0):  # the protocol hands users in this order already
-        perm = torch.from_numpy(np.argsort(counts, kind="stable")).to(scores.device)
-        sign_sum, equal = _relevant_counts(
-            scores[perm], relevant[perm], valid[perm], n_pos[perm], k
-        )
-        inverse = torch.empty_like(perm)
-        inverse[perm] = torch.arange(B, device=scores.device)
-        return sign_sum[inverse], equal[inverse]
-    sign_sum = torch.zeros(relevant.shape, dtype=torch.float64, device=scores.device)
-    equal = torch.full(relevant.shape, torch.nan, dtype=torch.float64, device=scores.device)
-    lo = int(np.searchsorted(counts, 1))  # users without relevant songs need no pass
-    # On a CPU, each of torch's threads takes its own users, one thread per pass: a pass
-    # takes a fraction of a millisecond, and threads splitting every pass wait for each
-    # other whenever another process holds a core (measured 2-3x slower on 2 shared cores).
-    workers = min(torch.get_num_threads(), B - lo) if scores.device.type == "cpu" else 1
-    work = np.cumsum(counts[lo:])
-    cuts = lo + np.searchsorted(work, work[-1] * np.arange(1, workers) / workers) if B > lo else []
-    parts = [slice(a, b) for a, b in zip([lo, *cuts], [*cuts, B], strict=True) if b > a]
-
-    def count(rows: slice) -> None:
-        _count_users(
-            scores[rows], relevant[rows], valid[rows], counts[rows], k, sign_sum[rows], equal[rows]
-        )
-
-    if len(parts) < 2:
-        for rows in parts:
-            count(rows)
-        return sign_sum, equal
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(len(parts)) as pool:
-            list(pool.map(count, parts))
-    finally:
-        torch.set_num_threads(threads)
-    return sign_sum, equal
-
-
-def _count_users(
-    scores: torch.Tensor,
-    relevant: torch.Tensor,
-    valid: torch.Tensor,
-    counts: np.ndarray,
-    k: int,
-    sign_sum: torch.Tensor,
-    equal: torch.Tensor,
-) -> None:
-    """Fill sign_sum and equal (as in `_relevant_counts`) for users sorted by count >= 1."""
-    B, N = scores.shape
-    buffer = torch.empty(
-        max(N, _chunk_elements(scores.device)), dtype=scores.dtype, device=scores.device
+    sign_sum = torch.zeros(relevant.shape, dtype=torch.float64)
+    equal = torch.zeros(relevant.shape, dtype=torch.float64)
+    counts = n_pos.numpy().astype(np.int64)
+    arrays = (
+        scores.contiguous().numpy(),
+        relevant.to(scores.dtype).contiguous().numpy(),
+        counts,
+        sign_sum.numpy(),
+        equal.numpy(),
     )
-    lo = 0
-    while lo < B:
-        hi = lo + int(np.searchsorted(counts[lo:], counts[lo] + counts[lo] // 4, side="right"))
-        rows, P = slice(lo, hi), int(counts[hi - 1])
-        if _counts_method(scores.device, P) == "search":
-            d, e = _counts_by_searching(scores[rows], relevant[rows, :P], valid[rows, :P])
-            equal[rows, :P] = e
-        else:  # e for the top song now; for the others that may reach the top k below
-            d, e = _sign_passes(scores[rows], relevant[rows, :P], buffer, equal_slots=1)
-            equal[rows, :1] = e
-        sign_sum[rows, :P] = d
-        lo = hi
-
-    # Song j may reach the top k if song j - 1 may, and either ties with it or has fewer
-    # than k scores at or above it (at least (N + D + 1) / 2 are, so: if D < 2k - N - 1).
-    # Otherwise g_j >= (scores >= s_{j-1}) >= k. So those needing e_j are a prefix.
-    continues = (sign_sum[:, :-1] < 2 * k - N - 1) | (relevant[:, 1:] == relevant[:, :-1])
-    reach = torch.cat([valid[:, :1], continues], 1).cummin(1).values & valid
-    # those still without e_j: slots 1 .. width of each user (slot 0 is done)
-    missing = reach & equal.isnan()
-    width = missing.sum(1).cpu().numpy()
-    order = np.argsort(width, kind="stable")
-    order = order[width[order] > 0]
-    lo = 0
-    while lo < len(order):  # again in groups of similar width
-        hi = lo + int(np.searchsorted(width[order[lo:]], width[order[lo]] * 5 // 4, side="right"))
-        users = torch.from_numpy(order[lo:hi]).to(scores.device)
-        cols = slice(1, 1 + int(width[order[hi - 1]]))
-        _, e = _sign_passes(
-            scores[users], relevant[users, cols], buffer, equal_slots=cols.stop - 1, sums=False
-        )
-        equal[users, cols] = torch.where(missing[users, cols], e, equal[users, cols])
-        lo = hi
-
-
-def _chunk_elements(device: torch.device) -> int:
-    return _CHUNK_ELEMENTS if device.type == "cpu" else _GPU_CHUNK_ELEMENTS
-
-
-def _counts_method(device: torch.device, n_slots: int) -> str:
-    return "compare" if device.type == "cpu" and n_slots <= _SEARCH_ABOVE else "search"
-
-
-def _sign_passes(
-    scores: torch.Tensor,
-    thresholds: torch.Tensor,
-    buffer: torch.Tensor,
-    *,
-    equal_slots: int,
-    sums: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """D = sum_i sign(s_i - t) for each threshold t, one vectorised pass each.
-
-    scores : (b, N); thresholds : (b, P); buffer : scratch, a few MiB.
-    Also e = N - sum_i |sign(s_i - t)| = #{i : s_i = t} for the first `equal_slots`.
-    Returns D [shape=(b, P)] (unset unless `sums`) and e [shape=(b, equal_slots)], float64.
-    """
-    b, N = scores.shape
-    P = thresholds.shape[1]
-    # sums of +-1 are exact in float32 up to 2^24
-    exact = torch.float64 if N >= 1 << 24 and scores.dtype != torch.float64 else None
-    sign_sum = torch.empty(b, P, dtype=torch.float64, device=scores.device)
-    equal = torch.empty(b, equal_slots, dtype=torch.float64, device=scores.device)
-    per_chunk = max(1, buffer.numel() // (P * N))
-    for lo in range(0, b, per_chunk):
-        hi = min(b, lo + per_chunk)
-        step = max(1, buffer.numel() // ((hi - lo) * N))
-        for a in range(0, P, step):
-            z = min(P, a + step)
-            signs = buffer[: (hi - lo) * (z - a) * N].view(hi - lo, z - a, N)
-            torch.sub(scores[lo:hi, None, :], thresholds[lo:hi, a:z, None], out=signs).sign_()
-            if sums:
-                sign_sum[lo:hi, a:z] = signs.sum(2, dtype=exact)
-            if a < equal_slots:
-                c = min(z, equal_slots) - a
-                equal[lo:hi, a : a + c] = N - signs[:, :c].abs_().sum(2, dtype=exact)
+    kernel = _count_kernel()
+    work = np.cumsum(counts * N, dtype=np.float64)
+    workers = min(torch.get_num_threads(), B)
+    if workers < 2 or not len(work) or work[-1] < _PARALLEL_ABOVE:
+        kernel(*arrays, _SEARCH_ABOVE)
+        return sign_sum, equal
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, workers) / workers)
+    parts = [slice(a, b) for a, b in zip([0, *cuts], [*cuts, B], strict=True) if b > a]
+    with ThreadPoolExecutor(len(parts)) as pool:  # the kernel releases the GIL
+        list(pool.map(lambda rows: kernel(*(a[rows] for a in arrays), _SEARCH_ABOVE), parts))
     return sign_sum, equal
+
+
+@functools.cache
+def _count_kernel():
+    """The CPU kernel of `_relevant_counts`, compiled by numba on first use (and cached
+    on disk by numba, so later processes load it)."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True, boundscheck=False)
+    def count(scores, relevant, n_pos, sign_sum, equal, search_above):
+        B, N = scores.shape
+        for u in range(B):
+            row, P = scores[u], n_pos[u]
+            if P <= search_above:
+                for j in range(P):  # the row stays in the cache between songs
+                    t, above, below = relevant[u, j], 0, 0
+                    for i in range(N):  # vectorised by LLVM
+                        above += row[i] > t
+                        below += row[i] < t
+                    sign_sum[u, j] = above - below
+                    equal[u, j] = N - above - below
+                continue
+            # relevant[u, :P] descends; a ascends. right[c]: scores with c of a <= s;
+            # left[c]: scores with c of a < s.
+            a = relevant[u, :P][::-1].copy()
+            right = np.zeros(P + 1, np.int64)
+            left = np.zeros(P + 1, np.int64)
+            for i in range(N):
+                s, lo, hi = row[i], 0, P
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if a[mid] <= s:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                right[lo] += 1
+                while lo > 0 and a[lo - 1] == s:
+                    lo -= 1
+                left[lo] += 1
+            below, above = 0, N
+            for m in range(P):  # s < a_m iff (#a <= s) <= m; s > a_m iff (#a < s) > m
+                below += right[m]
+                above -= left[m]
+                sign_sum[u, P - 1 - m] = above - below
+                equal[u, P - 1 - m] = N - above - below
+
+    return count
 
 
 def _counts_by_searching(

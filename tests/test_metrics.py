@@ -42,6 +42,18 @@ def auc_by_pairs(scores, relevant):
     return np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
 
 
+# The ways of counting: the compiled CPU kernel comparing every score with each relevant
+# one, the same kernel searching (above _SEARCH_ABOVE songs), and the GPU's torch path.
+METHODS = ["compare", "search", "torch"]
+
+
+def use_method(method, monkeypatch):
+    if method == "torch":
+        monkeypatch.setattr(metrics, "_COMPILED", False)
+    else:
+        monkeypatch.setattr(metrics, "_SEARCH_ABOVE", 0 if method == "search" else 1 << 30)
+
+
 def metrics_of(scores, relevant, k):
     ap, auc = metrics.ranking_metrics(np.atleast_2d(scores), np.atleast_2d(relevant), k=k)
     return ap[0], auc[0]
@@ -59,9 +71,9 @@ def test_hand_computed_example():
 
 
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("method", ["compare", "search"])
+@pytest.mark.parametrize("method", METHODS)
 def test_equal_to_scikit_learn(rng, ties, method, monkeypatch):
-    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
+    use_method(method, monkeypatch)
     for _ in range(150):
         n_users, n_songs = rng.integers(1, 6), rng.integers(2, 80)
         if ties:
@@ -131,12 +143,12 @@ def test_bad_arguments():
         metrics.average_precision_at_k(np.zeros((1, 3)), np.ones((1, 3), dtype=bool), k=0)
 
 
-@pytest.mark.parametrize("method", ["compare", "search"])
+@pytest.mark.parametrize("method", METHODS)
 def test_equal_to_the_slow_reference(rng, method, monkeypatch):
-    """Random users, ties or none, any cut-off; small chunks so every path of the kernel runs
-    (several passes per user, several users per pass, songs that may reach the top k)."""
-    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
-    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 300)
+    """Random users, ties or none, any cut-off; every block's users split between threads,
+    so each path of the kernel runs (one user or many per call, padding in every block)."""
+    use_method(method, monkeypatch)
+    monkeypatch.setattr(metrics, "_PARALLEL_ABOVE", 0)  # users split between threads
     for trial in range(120):
         n_users, n_songs = int(rng.integers(1, 8)), int(rng.integers(1, 90))
         if trial % 2:
@@ -169,9 +181,9 @@ def test_the_reference_equals_scikit_learn(rng):
         )
 
 
-@pytest.mark.parametrize("method", ["compare", "search"])
+@pytest.mark.parametrize("method", METHODS)
 def test_ties_across_the_cut_off(method, monkeypatch):
-    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
+    use_method(method, monkeypatch)
     scores = np.array([3.0, 2.0, 2.0, 2.0, 1.0])
     relevant = np.array([False, True, False, False, True])
     # the group at 2 fills places 2-4, one relevant song, precision 1/4 at its end; cut at
@@ -210,9 +222,9 @@ def test_every_song_relevant():
     assert metrics_of(scores[0], np.ones(4, dtype=bool), k=2)[0] == 1.0
 
 
-@pytest.mark.parametrize("method", ["compare", "search"])
+@pytest.mark.parametrize("method", METHODS)
 def test_relevant_songs_tied_with_each_other(method, monkeypatch):
-    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
+    use_method(method, monkeypatch)
     # both relevant songs share places 2-3: precision 2/3 each; each beats 0, loses to 2
     scores = np.array([2.0, 1.0, 1.0, 0.0])
     relevant = np.array([False, True, True, False])
@@ -227,9 +239,9 @@ def test_relevant_songs_tied_with_each_other(method, monkeypatch):
     )
 
 
-@pytest.mark.parametrize("method", ["compare", "search"])
+@pytest.mark.parametrize("method", METHODS)
 def test_relevant_song_tied_with_irrelevant_ones(method, monkeypatch):
-    monkeypatch.setattr(metrics, "_counts_method", lambda device, n_slots: method)
+    use_method(method, monkeypatch)
     # one relevant song in a group of 3 at the top: precision 1/3; pairs 1/2, 1/2, 1
     scores = np.array([1.0, 1.0, 1.0, 0.0])
     relevant = np.array([True, False, False, False])
@@ -281,7 +293,6 @@ def test_many_relevant_songs_search_on_a_cpu(rng):
     scores = rng.integers(0, 50, (3, 400)).astype(float)
     relevant = rng.random((3, 400)) < 0.5
     assert relevant.sum(1).min() > metrics._SEARCH_ABOVE
-    assert metrics._counts_method(torch.device("cpu"), 200) == "search"
     ap, auc = metrics.ranking_metrics(scores, relevant, k=500)
     for u in range(3):
         assert ap[u] == pytest.approx(average_precision_score(relevant[u], scores[u]), abs=1e-12)
