@@ -85,17 +85,23 @@ def bow_linear_figures(workspace: Workspace, songs, val_rows, ranking) -> dict:
     return figures
 
 
-def main(argv=None) -> None:
+def arguments(argv, config: str, defaults: dict) -> tuple[argparse.Namespace, dict]:
+    """ROOT, --seeds, --name and the model's key=value options (over `defaults`)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("root", type=Path)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--name", required=True)
-    parser.add_argument("options", nargs="*", help="CNNConfig key=value")
+    parser.add_argument("options", nargs="*", help=f"{config} key=value")
     args = parser.parse_intermixed_args(argv)
-    options = {**DEMO_SCHEDULE}
+    options = dict(defaults)
     for item in args.options:
         key, value = item.split("=", 1)
         options[key] = convert(value)
+    return args, options
+
+
+def main(argv=None) -> None:
+    args, options = arguments(argv, "CNNConfig", DEMO_SCHEDULE)
     for seed in args.seeds:
         workspace = seed_workspace(args.root, seed)
         songs = train_step.training_set(workspace, reads="mel")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -134,6 +135,26 @@ class Workspace:
     def releases_path(self) -> Path:
         """Songs added by `coldtune add` (new releases: audio, no plays)."""
         return self.root / "releases.csv"
+
+    @property
+    def warmup_dir(self) -> Path:
+        """First plays of cold songs and their warmed-up factors (`coldtune warm-up`)."""
+        return self.root / "warmup"
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold an exclusive lock named `name` on this workspace for the block, between
+        processes and threads alike (flock on W/.locks/NAME): a step that reads a file,
+        changes it and writes it back takes one, so that two runs never lose each
+        other's rows."""
+        path = self.root / ".locks" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @property
     def bow_dir(self) -> Path:

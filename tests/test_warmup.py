@@ -280,6 +280,57 @@ def test_first_plays_warm_up_a_cold_song_for_the_catalogue(warm_workspace, tmp_p
     others = np.ones(len(after.song_ids), dtype=bool)
     others[row] = False
     np.testing.assert_array_equal(after.predicted_factors[others], before.predicted_factors[others])
+    # the first plays count as played: the song is no longer recommended to its listeners
+    assert [after.training_plays[u, row] for u in range(5)] == [1, 2, 3, 4, 0]
+    assert before.training_plays[:, row].nnz == 0
+    for u, listened in ((0, True), (4, False)):
+        picks = {p["row"] for p in after.recommend(str(users[u]), n=len(after), cold_only=True)}
+        assert (row not in picks) == listened
+
+
+def _copy(workspace, root):
+    import os
+    import shutil
+
+    from coldtune.workspace import Workspace
+
+    shutil.copytree(workspace.root, root, copy_function=os.link)
+    return Workspace(root)
+
+
+def test_a_new_release_warms_up_and_two_runs_at_once_both_land(warm_workspace, tmp_path):
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coldtune.steps.catalogue import load_catalogue
+    from coldtune.steps.releases import add_releases
+    from coldtune.steps.warmup import apply
+
+    workspace = _copy(warm_workspace[0], tmp_path / "W")
+    kept = workspace.warmup_dir / "plays.npz"
+    kept_before = len(np.load(kept)["counts"]) if kept.exists() else 0  # an earlier test's
+    before = load_catalogue(workspace, model="bow-linear")
+    original = str(before.song_ids[before.cold][0])
+    (tmp_path / "new").mkdir()
+    shutil.copy(before.clips[original], tmp_path / "new" / "SONEWRELEASE00000.ogg")
+    add_releases(workspace, tmp_path / "new", model="bow-linear", in_process=True)
+    users = [str(u) for u in before.user_ids[:6]]
+    files = []
+    for name, people in (("a.txt", users[:3]), ("b.txt", users[3:5])):
+        files.append(tmp_path / name)
+        files[-1].write_text("".join(f"{u}\tSONEWRELEASE00000\t2\n" for u in people))
+    with ThreadPoolExecutor(2) as pool:  # the lock: neither run loses the other's plays
+        reports = list(pool.map(lambda f: apply(workspace, f, model="bow-linear"), files))
+    assert [r["used"] for r in reports] == [3, 2]
+    assert max(r["plays_kept"] for r in reports) == kept_before + 5
+    after = load_catalogue(workspace, model="bow-linear")
+    row = after.song_row("SONEWRELEASE00000")
+    assert [after.training_plays[after.user_row(u), row] for u in users] == [2] * 5 + [0]
+    prior = after.predicted_factors[after.song_row(original)]  # the same audio
+    assert np.abs(after.predicted_factors[row] - prior).max() > 1e-4
+    # nothing is written into the clip model's cache of audio predictions
+    fresh = load_catalogue(_copy(workspace, tmp_path / "W2"), model="bow-linear")
+    np.testing.assert_array_equal(fresh.predicted_factors, after.predicted_factors)
 
 
 def test_weights_per_number_of_listeners():

@@ -265,7 +265,7 @@ def warm_up_apply(
         )
     say(
         f"{report['songs_warmed']:,} cold songs warmed up from {report['plays_kept']:,} plays "
-        f"(prior {report['model']}, weight {report['prior_weight']}) -> {report['catalogue']}"
+        f"(prior {report['model']}, weight {report['prior_weight']}) -> {report['factors']}"
     )
 
 

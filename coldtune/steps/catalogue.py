@@ -30,7 +30,9 @@ def load_catalogue(
     order), WMF's factors, the cold songs folded in from their held-out plays (shown
     as "usage", never used to recommend) and clip model `model`'s predictions (default:
     `choose_clip_model`'s), cached beside the model. The new releases of
-    W/releases.csv (`coldtune add`) come last, as cold songs nobody has played."""
+    W/releases.csv (`coldtune add`) come last, as cold songs nobody has played. Cold
+    songs and releases with first plays (`coldtune warm-up apply`) have their warmed
+    factors in place of the prediction, and those plays count as played."""
     interactions = load_interactions(workspace)
     split = load_split(workspace, interactions)
     wmf = load_wmf(workspace, split=split)
@@ -54,7 +56,14 @@ def load_catalogue(
     for row in releases:
         if row["artist"] or row["title"] or row["song_id"] not in metadata:
             metadata[row["song_id"]] = (row["artist"], row["title"])
-    clip_model = load_clip_model(workspace, choose_clip_model(workspace, model))
+    name = choose_clip_model(workspace, model)
+    clip_model = load_clip_model(workspace, name)
+    predicted = catalogue_predictions(workspace, clip_model, song_ids, on_progress=on_progress)
+    warm_up = _warm_up(workspace, name, song_ids, interactions.user_ids[split.users])
+    if warm_up is not None:
+        rows, factors, first_plays = warm_up
+        predicted[rows] = factors
+        training_plays = (training_plays + first_plays).tocsr()
     return Catalogue(
         song_ids=song_ids,
         cold=np.arange(len(song_ids)) >= n_warm,
@@ -63,9 +72,7 @@ def load_catalogue(
         usage_factors=np.vstack(
             [wmf.song_factors_, folded, np.zeros((n_new, folded.shape[1]), np.float32)]
         ),
-        predicted_factors=catalogue_predictions(
-            workspace, clip_model, song_ids, on_progress=on_progress
-        ),
+        predicted_factors=predicted,
         training_plays=training_plays,
         held_out_plays=held_out_plays,
         clip_model=clip_model,
@@ -74,6 +81,36 @@ def load_catalogue(
         fold_in=wmf.fold_in_users,
         source=str(workspace.root),
     )
+
+
+def _warm_up(workspace: Workspace, model: str, song_ids: np.ndarray, user_ids: np.ndarray):
+    """(rows, factors, plays) of `coldtune warm-up apply`: the catalogue rows of the
+    warmed songs, their factors, and the first plays as a (users, songs) CSR matrix;
+    None when nothing was applied with clip model `model` (the factors of another
+    model's prior do not belong with this model's predictions)."""
+    factors_path = workspace.warmup_dir / "factors.npz"
+    plays_path = workspace.warmup_dir / "plays.npz"
+    if not factors_path.exists() or not plays_path.exists():
+        return None
+    with np.load(factors_path, allow_pickle=False) as saved:
+        if str(saved["model"]) != model:
+            return None
+        warmed, factors = saved["song_ids"].astype(str), saved["factors"]
+    with np.load(plays_path, allow_pickle=False) as kept:
+        users, songs = kept["user_ids"].astype(str), kept["song_ids"].astype(str)
+        counts = kept["counts"]
+    columns, people = IdMap(song_ids), IdMap(user_ids)
+    known = np.array([s in columns for s in warmed], dtype=bool)
+    played = np.array([s in columns for s in songs], dtype=bool)
+    played &= np.array([u in people for u in users], dtype=bool)
+    first_plays = sp.csr_matrix(
+        (
+            counts[played].astype(np.float32),
+            (people.rows(users[played].tolist()), columns.rows(songs[played].tolist())),
+        ),
+        shape=(len(user_ids), len(song_ids)),
+    )
+    return columns.rows(warmed[known].tolist()), factors[known], first_plays
 
 
 RELEASE_COLUMNS = ("song_id", "artist", "title", "added")

@@ -97,23 +97,24 @@ def add_releases(
     store = FeatureStore(workspace.features_dir)
     interactions = load_interactions(workspace)
     split = load_split(workspace, interactions)
-    releases = read_releases(workspace)
-    known = {str(s) for s in interactions.song_ids[split.warm_songs]}
-    known |= {str(s) for s in interactions.song_ids[split.cold_songs]}
-    known |= {row["song_id"] for row in releases}
-    listed = list(dict.fromkeys(song for song, _ in listing.clips if song in store))
-    new = [song for song in listed if song not in known]
-    about = _metadata(manifest, table)
-    today = datetime.date.today().isoformat()
-    rows = releases + [
-        {"song_id": s, "artist": about.get(s, ("", ""))[0], "title": about.get(s, ("", ""))[1],
-         "added": today}
-        for s in new
-    ]  # fmt: skip
-    if new:
-        _write_releases(workspace.releases_path, rows)
-    clip_model = load_clip_model(workspace, name)
-    catalogue_predictions(workspace, clip_model, [row["song_id"] for row in rows])
+    with workspace.lock("releases"):  # two adds at once: both lists of songs land
+        releases = read_releases(workspace)
+        known = {str(s) for s in interactions.song_ids[split.warm_songs]}
+        known |= {str(s) for s in interactions.song_ids[split.cold_songs]}
+        known |= {row["song_id"] for row in releases}
+        listed = list(dict.fromkeys(song for song, _ in listing.clips if song in store))
+        new = [song for song in listed if song not in known]
+        about = _metadata(manifest, table)
+        today = datetime.date.today().isoformat()
+        rows = releases + [
+            {"song_id": s, "artist": about.get(s, ("", ""))[0], "title": about.get(s, ("", ""))[1],
+             "added": today}
+            for s in new
+        ]  # fmt: skip
+        if new:
+            _write_releases(workspace.releases_path, rows)
+        clip_model = load_clip_model(workspace, name)
+        catalogue_predictions(workspace, clip_model, [row["song_id"] for row in rows])
     return AddSummary(
         extract=extracted,
         added=len(new),

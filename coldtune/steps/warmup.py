@@ -67,7 +67,7 @@ class WarmupConfig:
 
 
 def _dir(workspace: Workspace) -> Path:
-    return workspace.root / "warmup"
+    return workspace.warmup_dir
 
 
 def _json_weight(value: float) -> float | str:
@@ -605,19 +605,20 @@ def apply(
 ) -> dict:
     """`coldtune warm-up apply FILE`: new plays of cold songs warm up their factors.
 
-    The plays (user, song, count) of known users on the workspace's cold songs are
-    added to W/warmup/plays.npz (a file applied before is not added twice: its content
-    hash is kept), and every cold song with warm-up plays gets the prior fold-in from
-    all of them, with the clip model's prediction as prior and the chosen weight
-    (`load_prior_weight`; with `per_k`, the weight chosen for its number of listeners,
-    `weights_for`). Plays of unknown users, unknown songs and warm songs are
-    counted, not used (warm songs' factors are WMF's; a new user is folded in by
-    `recommend --plays`). The factors go to W/warmup/factors.npz and into the clip
-    model's catalogue predictions (W/models/NAME/catalogue.npz), both atomically, so
-    `similar`, `recommend` and the service use them when they next load.
+    The plays (user, song, count) of known users on the workspace's cold songs and new
+    releases (`coldtune add`) are added to W/warmup/plays.npz (a file applied before is
+    not added twice: its content hash is kept), and every such song with warm-up plays
+    gets the prior fold-in from all of them, with the clip model's prediction as prior
+    and the chosen weight (`load_prior_weight`; with `per_k`, the weight chosen for its
+    number of listeners, `weights_for`). Plays of unknown users, unknown songs and warm
+    songs are counted, not used (warm songs' factors are WMF's; a new user is folded in
+    by `recommend --plays`). The factors go to W/warmup/factors.npz, atomically;
+    `load_catalogue` reads both files, so `similar`, `recommend` and the service use the
+    warmed factors and never recommend a song to a user who played it, when they next
+    load. Runs hold the workspace's "warmup" lock: two at once both land.
     Without FILE, the kept plays are applied again (after a new clip model or weight).
     """
-    from coldtune.steps.catalogue import catalogue_predictions, load_clip_model
+    from coldtune.steps.catalogue import catalogue_predictions, load_clip_model, read_releases
 
     folder = _dir(workspace)
     chosen = load_prior_weight(workspace, model=model)
@@ -628,98 +629,97 @@ def apply(
     wmf.device = device
     user_map = IdMap(interactions.user_ids[split.users])
     cold_ids = np.asarray(interactions.song_ids[split.cold_songs], dtype=str)
+    releases = [row["song_id"] for row in read_releases(workspace)]
+    cold_ids = np.concatenate([cold_ids, np.setdiff1d(releases, cold_ids)]).astype(str)
     cold_map = IdMap(cold_ids)
     warm_ids = set(map(str, interactions.song_ids[split.warm_songs]))
 
     kept_path = folder / "plays.npz"
-    applied: list[str] = []
-    users = np.zeros(0, dtype=np.int64)
-    songs = np.zeros(0, dtype=np.int64)
-    counts = np.zeros(0, dtype=np.float64)
-    if kept_path.exists():
-        with np.load(kept_path, allow_pickle=False) as kept:
-            users = user_map.rows(kept["user_ids"].tolist())
-            songs = cold_map.rows(kept["song_ids"].tolist())
-            counts = kept["counts"].astype(np.float64)
-            applied = kept["applied"].tolist()
-    report = {"file": None, "rows": 0, "used": 0, "already_applied": False}
-    rejected = {"unknown user": 0, "unknown song": 0, "warm song": 0}
-    if plays_file is not None:
-        file_key = fingerprint([plays_file])
-        report["file"] = str(plays_file)
-        if file_key in applied:
-            report["already_applied"] = True
-        else:
-            new = read_plays(plays_file, **(read_options or {}))
-            coo = new.matrix.tocoo()
-            new_users = np.asarray(new.user_ids, dtype=str)[coo.row]
-            new_songs = np.asarray(new.song_ids, dtype=str)[coo.col]
-            known_user = np.array([u in user_map for u in new_users], dtype=bool)
-            cold = np.array([s in cold_map for s in new_songs], dtype=bool)
-            warm = np.array([s in warm_ids for s in new_songs], dtype=bool)
-            rejected["unknown user"] = int(np.sum(~known_user))
-            rejected["warm song"] = int(np.sum(known_user & warm))
-            rejected["unknown song"] = int(np.sum(known_user & ~cold & ~warm))
-            use = known_user & cold
-            users = np.concatenate([users, user_map.rows(new_users[use].tolist())])
-            songs = np.concatenate([songs, cold_map.rows(new_songs[use].tolist())])
-            counts = np.concatenate([counts, coo.data[use].astype(np.float64)])
-            applied.append(file_key)
-            report["rows"] = int(coo.nnz)
-            report["used"] = int(use.sum())
-    report["rejected"] = rejected
+    with workspace.lock("warmup"):
+        applied: list[str] = []
+        users = np.zeros(0, dtype=np.int64)
+        songs = np.zeros(0, dtype=np.int64)
+        counts = np.zeros(0, dtype=np.float64)
+        if kept_path.exists():
+            with np.load(kept_path, allow_pickle=False) as kept:
+                users = user_map.rows(kept["user_ids"].tolist())
+                songs = cold_map.rows(kept["song_ids"].tolist())
+                counts = kept["counts"].astype(np.float64)
+                applied = kept["applied"].tolist()
+        report = {"file": None, "rows": 0, "used": 0, "already_applied": False}
+        rejected = {"unknown user": 0, "unknown song": 0, "warm song": 0}
+        if plays_file is not None:
+            file_key = fingerprint([plays_file])
+            report["file"] = str(plays_file)
+            if file_key in applied:
+                report["already_applied"] = True
+            else:
+                new = read_plays(plays_file, **(read_options or {}))
+                coo = new.matrix.tocoo()
+                new_users = np.asarray(new.user_ids, dtype=str)[coo.row]
+                new_songs = np.asarray(new.song_ids, dtype=str)[coo.col]
+                known_user = np.array([u in user_map for u in new_users], dtype=bool)
+                cold = np.array([s in cold_map for s in new_songs], dtype=bool)
+                warm = np.array([s in warm_ids for s in new_songs], dtype=bool)
+                rejected["unknown user"] = int(np.sum(~known_user))
+                rejected["warm song"] = int(np.sum(known_user & warm))
+                rejected["unknown song"] = int(np.sum(known_user & ~cold & ~warm))
+                use = known_user & cold
+                users = np.concatenate([users, user_map.rows(new_users[use].tolist())])
+                songs = np.concatenate([songs, cold_map.rows(new_songs[use].tolist())])
+                counts = np.concatenate([counts, coo.data[use].astype(np.float64)])
+                applied.append(file_key)
+                report["rows"] = int(coo.nnz)
+                report["used"] = int(use.sum())
+        report["rejected"] = rejected
 
-    matrix = sp.csr_matrix(
-        (counts, (users, songs)), shape=(len(split.users), len(cold_ids))
-    )  # repeated (user, song) pairs sum
-    matrix.sum_duplicates()
-    warmed = np.flatnonzero(np.diff(matrix.tocsc().indptr) > 0)
-    prior = _predictions(workspace.models_dir(name) / "predictions.npz", cold_ids[warmed])
-    listeners = np.diff(matrix.tocsc().indptr)[warmed]
-    weights = weights_for(chosen, listeners, per_k=per_k)
-    factors = np.zeros_like(prior)
-    for w in np.unique(weights):  # one solve per distinct weight
-        at = np.flatnonzero(weights == w)
-        factors[at] = wmf.fold_in_songs(matrix[:, warmed[at]], prior=prior[at], prior_weight=w)
-    coo = matrix.tocoo()
-    with atomic_path(kept_path) as tmp, open(tmp, "wb") as handle:
-        np.savez(
-            handle,
-            user_ids=np.asarray(user_map.ids[coo.row], dtype=str),
-            song_ids=cold_ids[coo.col],
-            counts=coo.data,
-            applied=np.asarray(applied, dtype=str),
+        matrix = sp.csr_matrix(
+            (counts, (users, songs)), shape=(len(split.users), len(cold_ids))
+        )  # repeated (user, song) pairs sum
+        matrix.sum_duplicates()
+        listeners = np.diff(matrix.tocsc().indptr)
+        warmed = np.flatnonzero(listeners > 0)
+        listeners = listeners[warmed]
+        # the prior: the clip model's prediction, as the catalogue has it
+        prior = (
+            catalogue_predictions(workspace, load_clip_model(workspace, name), cold_ids[warmed])
+            if len(warmed)
+            else np.zeros((0, wmf.song_factors_.shape[1]), np.float32)
         )
-    with atomic_path(folder / "factors.npz") as tmp, open(tmp, "wb") as handle:
-        np.savez(
-            handle,
-            song_ids=cold_ids[warmed],
-            factors=factors,
-            prior=prior,
-            listeners=listeners,
-            prior_weight=weights,
-            model=np.array(name),
-        )
-    # the catalogue's predictions: every song from audio, then the warmed ones replaced
-    clip_model = load_clip_model(workspace, name)
-    catalogue_ids = np.asarray(
-        interactions.song_ids[np.concatenate([split.warm_songs, split.cold_songs])], dtype=str
-    )
-    catalogue_predictions(workspace, clip_model, catalogue_ids)  # computes or checks the cache
-    cache = workspace.models_dir(name) / "catalogue.npz"
-    with np.load(cache, allow_pickle=False) as saved:
-        arrays = {key: saved[key] for key in saved.files}
-    at = IdMap(arrays["song_ids"].tolist())
-    rows = at.rows(cold_ids[warmed].tolist())
-    arrays["factors"] = arrays["factors"].copy()
-    arrays["factors"][rows] = factors
-    with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+        if np.isnan(prior).any():
+            missing = cold_ids[warmed][np.isnan(prior).any(1)]
+            raise WorkspaceError(
+                f"{len(missing)} cold songs with warm-up plays have no audio features "
+                f"(first: {missing[0]}); extract their clips (coldtune audio extract)"
+            )
+        weights = weights_for(chosen, listeners, per_k=per_k)
+        factors = np.zeros_like(prior)
+        for w in np.unique(weights):  # one solve per distinct weight
+            at = np.flatnonzero(weights == w)
+            factors[at] = wmf.fold_in_songs(matrix[:, warmed[at]], prior=prior[at], prior_weight=w)
+        coo = matrix.tocoo()
+        with atomic_path(kept_path) as tmp, open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                user_ids=np.asarray(user_map.ids[coo.row], dtype=str),
+                song_ids=cold_ids[coo.col],
+                counts=coo.data,
+                applied=np.asarray(applied, dtype=str),
+            )
+        with atomic_path(folder / "factors.npz") as tmp, open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                song_ids=cold_ids[warmed],
+                factors=factors,
+                prior=prior,
+                listeners=listeners,
+                prior_weight=weights,
+                model=np.array(name),
+            )
     return report | {
         "songs_warmed": int(len(warmed)),
         "plays_kept": int(matrix.nnz),
         "prior_weight": chosen["best_per_k"] if per_k else chosen["prior_weight"],
         "model": name,
         "factors": str(folder / "factors.npz"),
-        "catalogue": str(cache),
     }
