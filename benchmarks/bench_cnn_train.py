@@ -13,8 +13,8 @@ backward, AdamW). Timed, interleaved, medians of `--repeats`:
   `torch.compile` of the network
   (inductor; its compile time is printed apart);
 - the pipeline: the same default step with each batch read from the workspace's
-  feature store by the training loop's `_read_ahead` (the next batch read in a thread
-  during this step), as `train_loop` runs it; and the reads alone.
+  feature store, either by `_read_ahead` (the next batch read in a thread during this
+  step) or in turn (read, then step); and the reads alone.
 
 The pipeline's windows/s over the model-alone default's says whether the data keeps up
 (the issue's target: at least 95%). Channels-last is not a variant: the networks are
@@ -108,6 +108,11 @@ def main() -> None:
         for _, inputs in _read_ahead(batches, read, np.random.default_rng(1)):
             default_step(inputs)
 
+    def in_turn() -> None:
+        read_rng = np.random.default_rng(1)
+        for _, rows in batches:
+            default_step(read(rows, read_rng))
+
     def reads() -> None:
         read_rng = np.random.default_rng(1)
         for _, rows in batches:
@@ -123,7 +128,8 @@ def main() -> None:
         compiled()  # compiles forward and backward
         print(f"torch.compile: {time.perf_counter() - start:.1f} s to compile")
         runs[f"model alone, {precision}, torch.compile"] = compiled
-    runs[f"pipeline: store reads + {precision} steps (train_loop's)"] = pipeline
+    runs[f"pipeline: next batch read in a thread (read-ahead), {precision}"] = pipeline
+    runs[f"pipeline: each batch read, then its step, {precision}"] = in_turn
     runs["store reads alone"] = reads
     for run in runs.values():
         run()  # warm-up: allocations, oneDNN's kernel choice
