@@ -37,7 +37,7 @@ from coldtune.steps import train as train_step
 from coldtune.steps import wmf as wmf_step
 from coldtune.workspace import Workspace
 
-DEMO_SCHEDULE = {"max_epochs": 20, "patience": 5}  # the demo preset's (steps/experiment.py)
+DEMO_SCHEDULE = {"max_epochs": 30, "patience": 10}  # the demo preset's (steps/experiment.py)
 
 
 def seed_workspace(root: Path, seed: int) -> Workspace:

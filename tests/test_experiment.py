@@ -53,6 +53,11 @@ def test_presets_are_the_papers_settings():
     assert (seeded.split.seed, seeded.wmf.seed, seeded.wmf.backend) == (3, 3, "torch")
     with pytest.raises(ParameterError, match="preset must be one of"):
         experiment_config("table-9")
+    # --row: those rows, and bow-linear's, which the paired differences need
+    only = experiment_config("demo", rows=[CNN_MSE])
+    assert [run.row for run in only.models] == ["bow-linear", CNN_MSE]
+    with pytest.raises(ParameterError, match="has no row 'cnn-huge'.*bow-mlp-mse"):
+        experiment_config("demo", rows=["cnn-huge"])
 
 
 def test_rows_without_their_data_are_listed_not_run(tmp_path):

@@ -167,6 +167,10 @@ def experiment(
     backend: Annotated[str | None, typer.Option(help="WMF backend (implicit).")] = None,
     seed: SeedOption = 0,
     seeds: SeedsOption = 1,
+    row: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this model's row (repeat it for more; bow-linear always runs)."),
+    ] = None,
 ):
     """Split, WMF, every content model, evaluation: Table 2's layout, with stage times.
 
@@ -188,6 +192,7 @@ def experiment(
         preset,
         seeds=list(range(seed, seed + seeds)),
         backend=backend,
+        rows=tuple(row or ()),
         stages=stages,
         on_note=lambda message: say("  " + message),
     )
