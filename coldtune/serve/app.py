@@ -13,6 +13,10 @@ Bad input never takes the service down: it is answered with a 4xx and a message
 - 422: an upload that is not a usable clip (not audio, empty, truncated, silent, under
   3 s), or a missing or malformed form field.
 
+The OpenAPI document (/openapi.json) states all of this: each route's response model and
+error statuses (coldtune/serve/schemas.py), and its parameters' bounds, so that what it
+allows is accepted (tests/test_serve_openapi.py fuzzes it).
+
 Endpoints are synchronous functions: FastAPI runs them in its thread pool, so a clip
 being decoded does not hold up "similar songs" requests.
 """
