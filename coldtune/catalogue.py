@@ -42,15 +42,25 @@ from coldtune.data.ids import IdMap
 from coldtune.errors import NotFoundError, ParameterError, WorkspaceError
 from coldtune.eval.similar import gram, top_k, unit_rows, usage_embedding
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
-"""What a song or user id may look like: letters, digits, `_ . : -`, not starting with
-a dot, at most 128 characters; no slash, no `..` path, no spaces. The MSD's ids
-(SOAAAGQ12A8C1420C8, b80344d063b5ccb3212f76538f3d9e43d87dca9e) are of this form."""
+ID_PATTERN = re.compile(r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_:\-])*\.?$")
+"""What a song or user id may look like: letters, digits, `_ . : -`, starting with a
+letter or digit, never two dots in a row; no slash, no `..` path, no spaces. The MSD's
+ids (SOAAAGQ12A8C1420C8, b80344d063b5ccb3212f76538f3d9e43d87dca9e) are of this form.
+The pattern means the same to Python's `re` (matched whole), to pydantic's Rust regex
+and to a JSON Schema validator, so the service's OpenAPI document can state it."""
+
+MAX_ID_LENGTH = 128
+
+MAX_PLAY_COUNT = 1e9
+"""The most plays of one song a new listener may report: far above any listener's (the
+Taste Profile's largest count is under 10,000), and low enough that the fold-in's
+float32 confidences stay finite (a count of 1e300 overflowed to factors of NaN)."""
 
 
 def check_id(value: str, *, what: str) -> str:
-    """`value` if it is shaped like an id; a ParameterError naming the problem if not."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value) or ".." in value:
+    """`value` if it is shaped like an id (ID_PATTERN, at most MAX_ID_LENGTH characters);
+    a ParameterError naming the problem if not."""
+    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH or not ID_PATTERN.fullmatch(value):
         raise ParameterError(
             f"{what} id {value!r} is not an id: use letters, digits and _ . : - only "
             "(no slashes or '..', at most 128 characters)"
@@ -320,8 +330,11 @@ class Catalogue:
                 raise ParameterError(
                     f"song {song!r}: the play count must be a number, got {count!r}"
                 )
-            if not np.isfinite(count) or count < 0:
-                raise ParameterError(f"song {song!r}: the play count must be >= 0, got {count!r}")
+            if not np.isfinite(count) or not 0 <= count <= MAX_PLAY_COUNT:
+                raise ParameterError(
+                    f"song {song!r}: the play count must be >= 0 and <= {MAX_PLAY_COUNT:g}, "
+                    f"got {count!r}"
+                )
             if song in self.songs:
                 counts[self.songs.row(song)] = float(count)
             else:
