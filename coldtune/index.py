@@ -46,10 +46,10 @@ EF_CONSTRUCTION = 40
 EF_SEARCH = 256
 """Candidate list while searching (at least the number of candidates asked for).
 Measured (benchmarks/bench_index.py, docs/benchmarks.md), recall@10 of the re-ranked
-answer: at 200,000 isotropic Gaussian unit rows x 50 (the hardest case), 0.89 with 128
-and 0.97 with 256; at 50,000 clustered songs x 50, recommend's inner products (rows of
-unequal length) 0.964 with 128 and 0.990 with 256. 256 is the smallest that held 0.95
-in every case measured."""
+answer: at 200,000 isotropic Gaussian unit rows x 50 (the hardest case for `similar`),
+0.89 with 128 and 0.97 with 256; at 200,000 clustered songs x 50, `similar` 0.986 with
+128 and 0.994 with 256, but `recommend`'s inner products (rows of unequal length) only
+0.800 and 0.914: below the 0.95 aimed at (see docs/benchmarks.md for what is left)."""
 
 
 class SongIndex:
