@@ -41,7 +41,7 @@ from coldtune.audio.store import extract_clip
 from coldtune.data.ids import IdMap
 from coldtune.errors import NotFoundError, ParameterError, WorkspaceError
 from coldtune.eval.similar import gram, top_k, unit_rows, usage_embedding
-from coldtune.index import SongIndex
+from coldtune.index import RANKING_EF_SEARCH, SongIndex
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_:\-])*\.?$")
 """What a song or user id may look like: letters, digits, `_ . : -`, starting with a
@@ -308,17 +308,19 @@ class Catalogue:
 
     @cached_property
     def _scoring_index(self) -> SongIndex:
-        return SongIndex(self.scoring_factors, kind=self.index)
+        return SongIndex(self.scoring_factors, kind=self.index, ef_search=RANKING_EF_SEARCH)
 
     @cached_property
     def _cold_scoring_index(self) -> SongIndex:
         # `cold_only` excludes every warm song: a graph of the cold songs alone, so that
         # the exclusions left are the user's plays only
-        return SongIndex(self.scoring_factors, allowed=self.cold, kind=self.index)
+        return SongIndex(
+            self.scoring_factors, allowed=self.cold, kind=self.index, ef_search=RANKING_EF_SEARCH
+        )
 
     @cached_property
     def _listener_index(self) -> SongIndex:
-        return SongIndex(self.predicted_user_factors, kind=self.index)
+        return SongIndex(self.predicted_user_factors, kind=self.index, ef_search=RANKING_EF_SEARCH)
 
     # ----------------------------------------------------------------- users
 

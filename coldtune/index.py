@@ -44,12 +44,20 @@ EF_CONSTRUCTION = 40
 """Candidate list while building the graph: faiss's default."""
 
 EF_SEARCH = 256
-"""Candidate list while searching (at least the number of candidates asked for).
-Measured (benchmarks/bench_index.py, docs/benchmarks.md), recall@10 of the re-ranked
-answer: at 200,000 isotropic Gaussian unit rows x 50 (the hardest case for `similar`),
-0.89 with 128 and 0.97 with 256; at 200,000 clustered songs x 50, `similar` 0.986 with
-128 and 0.994 with 256, but `recommend`'s inner products (rows of unequal length) only
-0.800 and 0.914: below the 0.95 aimed at (see docs/benchmarks.md for what is left)."""
+"""Candidate list while searching (at least the number of candidates asked for), for
+unit rows (`similar`'s usage and predicted spaces). Measured (benchmarks/bench_index.py,
+docs/benchmarks.md), recall@10 of the re-ranked answer: at 200,000 isotropic Gaussian
+unit rows x 50 (the hardest case for `similar`), 0.89 with 128 and 0.97 with 256; at
+200,000 clustered songs x 50, `similar` 0.986 with 128 and 0.994 with 256."""
+
+RANKING_EF_SEARCH = 512
+"""The same for raw inner products (`recommend`'s scoring factors and `listeners`),
+whose rows differ in length, which HNSW's graph serves less well: at 200,000 clustered
+songs x 50 and Gaussian users (bench_index.py's defaults), recall@10 0.800 with 128,
+0.914-0.921 with 256, 0.973 with 512 and 0.993 with 1,024 (one scratch run of the same
+generator, efConstruction 40; docs/benchmarks.md). 512 is the least that reaches 0.95.
+The usual reduction of inner product to cosine (an extra coordinate sqrt(M^2 - |y|^2)
+per row) did worse on such data in that run (0.45 with 256 at 100,000 songs)."""
 
 
 class SongIndex:
