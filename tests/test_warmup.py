@@ -326,8 +326,24 @@ def test_a_new_release_warms_up_and_two_runs_at_once_both_land(warm_workspace, t
     after = load_catalogue(workspace, model="bow-linear")
     row = after.song_row("SONEWRELEASE00000")
     assert [after.training_plays[after.user_row(u), row] for u in users] == [2] * 5 + [0]
-    prior = after.predicted_factors[after.song_row(original)]  # the same audio
-    assert np.abs(after.predicted_factors[row] - prior).max() > 1e-4
+    # the prior fold-in of its five plays, from the prediction of the same audio
+    from coldtune.data.plays import load_interactions
+    from coldtune.data.splits import load_split
+    from coldtune.steps.warmup import load_prior_weight, weights_for
+    from coldtune.steps.wmf import load_wmf
+
+    wmf = load_wmf(workspace, split=load_split(workspace, load_interactions(workspace)))
+    plays = np.zeros((len(after.user_ids), 1))
+    plays[[after.user_row(u) for u in users[:5]], 0] = 2
+    weight = weights_for(load_prior_weight(workspace, model="bow-linear"), [5])[0]
+    expected = wmf.fold_in_songs(
+        sp.csr_matrix(plays),
+        prior=after.predicted_factors[after.song_row(original)][None],
+        prior_weight=float(weight),
+    )
+    np.testing.assert_allclose(after.predicted_factors[row], expected[0], atol=1e-5)
+    with np.load(workspace.warmup_dir / "factors.npz") as saved:
+        assert "SONEWRELEASE00000" in saved["song_ids"].tolist()
     # nothing is written into the clip model's cache of audio predictions
     fresh = load_catalogue(_copy(workspace, tmp_path / "W2"), model="bow-linear")
     np.testing.assert_array_equal(fresh.predicted_factors, after.predicted_factors)

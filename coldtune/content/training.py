@@ -173,7 +173,8 @@ def train_loop(
             if len(batch) < ddp.world_size:
                 break  # DDP needs every process in every step: too few rows to share
             batches.append((batch, ddp.part(batch)))
-        for (batch, rows), inputs in _read_ahead(batches, make_batch, batch_rng):
+        inputs_of = _read_ahead if device.type != "cpu" else _in_turn
+        for (batch, rows), inputs in inputs_of(batches, make_batch, batch_rng):
             optimizer.zero_grad(set_to_none=True)
             with PRECISIONS[config.precision](device):
                 predicted = net(inputs.to(device))
@@ -246,16 +247,24 @@ def _read_checkpoint(path, device) -> dict | None:
         return None
 
 
-def _read_ahead(batches: list, make_batch: Callable, rng: np.random.Generator):
-    """Yield ((batch, rows), make_batch(rows, rng)) for each (batch, rows), reading the next
-    batch's inputs in a thread while the caller trains on this one.
+def _in_turn(batches: list, make_batch: Callable, rng: np.random.Generator):
+    """Yield ((batch, rows), make_batch(rows, rng)) for each (batch, rows), reading each
+    batch's inputs just before its step: on a CPU, where a reading thread takes a core
+    from torch's own threads (see `_read_ahead`)."""
+    for item in batches:
+        yield item, make_batch(item[1], rng)
 
-    Reading 64 random windows from the memory-mapped store took 11 ms against a 57-87 ms
-    step of the paper's CNN on 2 CPU cores (docs/benchmarks.md). There the gain measured
-    within noise (+2.5%: torch's threads already use both cores); on a GPU, or a CPU with
-    cores to spare, the reads overlap the step instead of stalling it. One worker runs
-    the reads in order, so `rng` is drawn from exactly as without it and a resumed run
-    stays the same run.
+
+def _read_ahead(batches: list, make_batch: Callable, rng: np.random.Generator):
+    """As `_in_turn`, but reading the next batch's inputs in a thread while the caller
+    trains on this one: for a GPU, whose steps the reads then overlap.
+
+    On a CPU it costs more than it saves. On the 2-core EPYC of docs/benchmarks.md,
+    training the small CNN (benchmarks/bench_cnn_train.py) ran at 0.78x the model-alone
+    rate with it and 0.88x reading in turn (the reads alone: 9 ms of a 140 ms step): the
+    reading thread, competing with torch's two for two cores, stalls their parallel
+    regions. One worker runs the reads in order, so `rng` is drawn from exactly as by
+    `_in_turn` and a resumed run stays the same run.
     """
     from concurrent.futures import ThreadPoolExecutor
 
