@@ -41,16 +41,27 @@ from coldtune.audio.store import extract_clip
 from coldtune.data.ids import IdMap
 from coldtune.errors import NotFoundError, ParameterError, WorkspaceError
 from coldtune.eval.similar import gram, top_k, unit_rows, usage_embedding
+from coldtune.index import RANKING_EF_SEARCH, SongIndex
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
-"""What a song or user id may look like: letters, digits, `_ . : -`, not starting with
-a dot, at most 128 characters; no slash, no `..` path, no spaces. The MSD's ids
-(SOAAAGQ12A8C1420C8, b80344d063b5ccb3212f76538f3d9e43d87dca9e) are of this form."""
+ID_PATTERN = re.compile(r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_:\-])*\.?$")
+"""What a song or user id may look like: letters, digits, `_ . : -`, starting with a
+letter or digit, never two dots in a row; no slash, no `..` path, no spaces. The MSD's
+ids (SOAAAGQ12A8C1420C8, b80344d063b5ccb3212f76538f3d9e43d87dca9e) are of this form.
+The pattern means the same to Python's `re` (matched whole), to pydantic's Rust regex
+and to a JSON Schema validator, so the service's OpenAPI document can state it."""
+
+MAX_ID_LENGTH = 128
+
+MAX_PLAY_COUNT = 1e9
+"""The most plays of one song a new listener may report: far above any listener's (the
+Taste Profile's largest count is under 10,000), and low enough that the fold-in's
+float32 confidences stay finite (a count of 1e300 overflowed to factors of NaN)."""
 
 
 def check_id(value: str, *, what: str) -> str:
-    """`value` if it is shaped like an id; a ParameterError naming the problem if not."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value) or ".." in value:
+    """`value` if it is shaped like an id (ID_PATTERN, at most MAX_ID_LENGTH characters);
+    a ParameterError naming the problem if not."""
+    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH or not ID_PATTERN.fullmatch(value):
         raise ParameterError(
             f"{what} id {value!r} is not an id: use letters, digits and _ . : - only "
             "(no slashes or '..', at most 128 characters)"
@@ -135,6 +146,7 @@ class Catalogue:
         clips: dict[str, Path] | None = None,
         fold_in: Callable[[sp.csr_matrix], np.ndarray] | None = None,
         source: str = "",
+        index: str = "auto",
     ):
         """Songs are the catalogue's columns (warm, then cold); users its rows.
 
@@ -149,9 +161,13 @@ class Catalogue:
             counts [shape=(1, n_warm)] (WMF's `fold_in_users`, eq. 3 for one user row
             with the song factors fixed; None: `recommend_for_plays` refuses).
         source : where the catalogue came from, for messages (a workspace folder).
+        index : how songs (and listeners) are searched: "exact" (the product with every
+            row), "approximate" (faiss HNSW, re-scored exactly; coldtune.index) or "auto"
+            (approximate from `coldtune.index.EXACT_BELOW` rows). Built on first use.
         """
         n_songs, n_users = len(song_ids), len(user_ids)
         self.source = source
+        self.index = index
         self.song_ids = np.asarray(song_ids, dtype=str)
         self.cold = np.asarray(cold, dtype=bool)
         self.user_ids = np.asarray(user_ids, dtype=str)
@@ -259,9 +275,9 @@ class Catalogue:
         row = self.song_row(song_id)
         usage = self._usage_unit[row]
         # a new release has no plays, so no usage pattern: nothing is near it by usage
-        out = {"usage": self._nearest(self._usage_unit, usage, n, row) if usage.any() else []}
+        out = {"usage": self._nearest(self._usage_index, usage, n, row) if usage.any() else []}
         out["predicted"] = (
-            self._nearest(self._predicted_unit, self._predicted_unit[row], n, row)
+            self._nearest(self._predicted_index, self._predicted_unit[row], n, row)
             if self.has_audio[row]
             else []
         )
@@ -270,16 +286,41 @@ class Catalogue:
     def similar_to_factors(self, factors: np.ndarray, *, n: int = 10) -> list[Neighbour]:
         """Songs closest to a new clip's predicted factors, among the catalogue's
         predicted factors: audio against audio, the same model on both sides."""
-        return self._nearest(self._predicted_unit, self.predicted_embedding(factors)[0], n, None)
+        return self._nearest(self._predicted_index, self.predicted_embedding(factors)[0], n, None)
 
     def _nearest(
-        self, unit: np.ndarray, query: np.ndarray, n: int, row: int | None
+        self, index: SongIndex, query: np.ndarray, n: int, row: int | None
     ) -> list[Neighbour]:
-        scores = unit @ query
-        exclude = np.flatnonzero(~self.has_audio) if unit is self._predicted_unit else None
-        if row is not None:
-            exclude = np.append(exclude if exclude is not None else [], row).astype(np.int64)
-        return [Neighbour(int(i), float(scores[i])) for i in top_k(scores, n, exclude=exclude)]
+        exclude = None if row is None else np.array([row], dtype=np.int64)
+        rows, scores = index.search(query, n, exclude=exclude)
+        return [Neighbour(int(i), float(s)) for i, s in zip(rows, scores, strict=True)]
+
+    # one index per question; each is built on its first question (faiss's graph at a
+    # million songs takes minutes), and only if the catalogue is large (see `index`)
+
+    @cached_property
+    def _usage_index(self) -> SongIndex:
+        return SongIndex(self._usage_unit, kind=self.index)
+
+    @cached_property
+    def _predicted_index(self) -> SongIndex:
+        return SongIndex(self._predicted_unit, allowed=self.has_audio, kind=self.index)
+
+    @cached_property
+    def _scoring_index(self) -> SongIndex:
+        return SongIndex(self.scoring_factors, kind=self.index, ef_search=RANKING_EF_SEARCH)
+
+    @cached_property
+    def _cold_scoring_index(self) -> SongIndex:
+        # `cold_only` excludes every warm song: a graph of the cold songs alone, so that
+        # the exclusions left are the user's plays only
+        return SongIndex(
+            self.scoring_factors, allowed=self.cold, kind=self.index, ef_search=RANKING_EF_SEARCH
+        )
+
+    @cached_property
+    def _listener_index(self) -> SongIndex:
+        return SongIndex(self.predicted_user_factors, kind=self.index, ef_search=RANKING_EF_SEARCH)
 
     # ----------------------------------------------------------------- users
 
@@ -320,8 +361,11 @@ class Catalogue:
                 raise ParameterError(
                     f"song {song!r}: the play count must be a number, got {count!r}"
                 )
-            if not np.isfinite(count) or count < 0:
-                raise ParameterError(f"song {song!r}: the play count must be >= 0, got {count!r}")
+            if not np.isfinite(count) or not 0 <= count <= MAX_PLAY_COUNT:
+                raise ParameterError(
+                    f"song {song!r}: the play count must be >= 0 and <= {MAX_PLAY_COUNT:g}, "
+                    f"got {count!r}"
+                )
             if song in self.songs:
                 counts[self.songs.row(song)] = float(count)
             else:
@@ -405,28 +449,34 @@ class Catalogue:
     def _rank(self, user, own, played, held, *, n: int, cold_only: bool) -> list[dict]:
         """The n best songs for user factors `user` (and, for a model with users of its
         own, its user `own`; None: cold songs by `user`), `played` rows excluded."""
-        scores = self.scoring_factors @ user
-        if self._own_users:  # mlr: its own user space for the cold songs
+        excluded = np.asarray(played, dtype=np.int64)
+        if self._own_users:  # mlr: its own user space for the cold songs (exact search)
+            scores = self.scoring_factors @ user
             cold_scores = self.predicted_factors @ own if own is not None else np.nan
             scores = np.where(self.cold, cold_scores, scores)
-        excluded = np.asarray(played, dtype=np.int64)
-        if cold_only:
-            excluded = np.union1d(excluded, np.flatnonzero(~self.cold))
+            if cold_only:
+                excluded = np.union1d(excluded, np.flatnonzero(~self.cold))
+            rows = top_k(scores, n, exclude=excluded)
+            scores = scores[rows]
+        else:
+            index = self._cold_scoring_index if cold_only else self._scoring_index
+            rows, scores = index.search(user, n, exclude=excluded)
         return [
             {
                 "row": int(i),
-                "score": float(scores[i]),
+                "score": float(s),
                 "cold": bool(self.cold[i]),
                 "held_out_plays": int(held[i]) if held is not None else 0,
             }
-            for i in top_k(scores, n, exclude=excluded)
+            for i, s in zip(rows, scores, strict=True)
         ]
 
     def listeners(self, factors: np.ndarray, *, n: int = 10) -> list[tuple[int, float]]:
         """The n users with the highest predicted preference x_u^T y for a song with
         factors y [shape=(k,)]: (user row, score)."""
-        scores = self.predicted_user_factors @ np.asarray(factors, dtype=np.float32)
-        return [(int(u), float(scores[u])) for u in top_k(scores, n)]
+        query = np.asarray(factors, dtype=np.float32)
+        rows, scores = self._listener_index.search(query, n)
+        return [(int(u), float(s)) for u, s in zip(rows, scores, strict=True)]
 
     def user_summary(self, u: int, *, n: int = 3) -> dict:
         """A user as JSON: id, how many songs they played, their most played songs."""

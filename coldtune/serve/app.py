@@ -13,6 +13,10 @@ Bad input never takes the service down: it is answered with a 4xx and a message
 - 422: an upload that is not a usable clip (not audio, empty, truncated, silent, under
   3 s), or a missing or malformed form field.
 
+The OpenAPI document (/openapi.json) states all of this: each route's response model and
+error statuses (coldtune/serve/schemas.py), and its parameters' bounds, so that what it
+allows is accepted (tests/test_serve_openapi.py fuzzes it).
+
 Endpoints are synchronous functions: FastAPI runs them in its thread pool, so a clip
 being decoded does not hold up "similar songs" requests.
 """
@@ -37,12 +41,32 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field
 
 from coldtune.audio.decode import ClipRejected
-from coldtune.catalogue import ID_PATTERN
+from coldtune.catalogue import ID_PATTERN, MAX_ID_LENGTH
 from coldtune.errors import ColdtuneError, NotFoundError, ParameterError
 from coldtune.eval.song_map import map_data, web_asset
+from coldtune.serve.schemas import (
+    BAD_UPLOAD,
+    NO_WARM_PLAYS,
+    QUERY,
+    SONG_ID,
+    USER_ID,
+    AddedSong,
+    ClipAnswer,
+    Health,
+    ListenerPlays,
+    ListenerRecommendations,
+    N,
+    SearchResults,
+    SimilarSongs,
+    Song,
+    SongMap,
+    UserRecommendations,
+    drop_unreachable_422,
+    errors,
+    file_response,
+)
 from coldtune.steps.analyses import song_map, song_tag_sets
 from coldtune.steps.catalogue import inputs_key, load_catalogue
 from coldtune.threads import one_thread
@@ -61,24 +85,13 @@ its nearest songs: t-SNE places the songs it was given, not new ones."""
 
 AUDIO_TYPES = {".ogg": "audio/ogg", ".mp3": "audio/mpeg", ".wav": "audio/wav",
                ".flac": "audio/flac", ".opus": "audio/ogg", ".m4a": "audio/mp4"}  # fmt: skip
+OTHER_AUDIO = "application/octet-stream"
+"""The media type of a clip whose suffix names none of AUDIO_TYPES (an upload's
+".audio"): "audio/*" is a range a request may accept, not a type a response has."""
 
 
 BEARER = HTTPBearer(auto_error=False, description="The service's write token.")
 """`Authorization: Bearer <token>` of the write routes (checked by the route: 401/403)."""
-
-N = Annotated[int, Query(ge=1, le=500, description="How many songs or users.")]
-
-
-class ListenerPlays(BaseModel):
-    """A new listener: their plays, and what to return."""
-
-    plays: dict[str, Annotated[float, Field(ge=0)]] = Field(
-        min_length=1,
-        max_length=100_000,
-        description='Play count per song id, e.g. {"SOAAAGQ12A8C1420C8": 3}.',
-    )
-    n: int = Field(default=20, ge=1, le=500, description="How many songs.")
-    cold_only: bool = Field(default=False, description="Only songs nobody has played.")
 
 
 class _TooLarge(Exception):
@@ -192,6 +205,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            drop_unreachable_422(default_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, error: NotFoundError):
@@ -229,7 +250,7 @@ def create_app(
     def map_script():
         return Response(web_asset("map.js"), media_type="text/javascript")
 
-    @app.get("/api/health", tags=["service"])
+    @app.get("/api/health", tags=["service"], response_model=Health)
     def health(request: Request) -> dict:
         """What the service holds: songs, cold songs, users, the clip model."""
         catalogue = request.app.state.catalogue
@@ -243,23 +264,26 @@ def create_app(
             "max_upload_bytes": max_upload_bytes,
         }
 
-    @app.get("/api/songs", tags=["songs"])
-    def search(
-        request: Request,
-        q: Annotated[str, Query(min_length=1, max_length=200, description="Artist or title.")],
-        n: N = 20,
-    ) -> dict:
+    @app.get("/api/songs", tags=["songs"], response_model=SearchResults, responses=errors(422))
+    def search(request: Request, q: QUERY, n: N = 20) -> dict:
         """Songs whose artist, title or id contains every word of `q`."""
         rows = request.app.state.catalogue.search(q, n=n)
         return {"query": q, "songs": [song(request, row) for row in rows]}
 
-    @app.get("/api/songs/{song_id}", tags=["songs"])
-    def get_song(request: Request, song_id: str) -> dict:
+    @app.get(
+        "/api/songs/{song_id}", tags=["songs"], response_model=Song, responses=errors(400, 404)
+    )
+    def get_song(request: Request, song_id: SONG_ID) -> dict:
         """One song: artist, title, whether it is cold, where its clip is."""
         return song(request, request.app.state.catalogue.song_row(song_id))
 
-    @app.get("/api/songs/{song_id}/similar", tags=["songs"])
-    def similar(request: Request, song_id: str, n: N = 10) -> dict:
+    @app.get(
+        "/api/songs/{song_id}/similar",
+        tags=["songs"],
+        response_model=SimilarSongs,
+        responses=errors(400, 404, 422),
+    )
+    def similar(request: Request, song_id: SONG_ID, n: N = 10) -> dict:
         """Table 4: the songs with the closest usage patterns, by WMF's factors ("usage")
         and by the factors the clip model predicts from audio ("predicted")."""
         catalogue = request.app.state.catalogue
@@ -276,16 +300,29 @@ def create_app(
             },
         }
 
-    @app.get("/api/songs/{song_id}/clip", tags=["songs"], response_class=FileResponse)
-    def clip(request: Request, song_id: str):
+    @app.get(
+        "/api/songs/{song_id}/clip",
+        tags=["songs"],
+        response_class=FileResponse,
+        responses={
+            200: file_response([*sorted(set(AUDIO_TYPES.values())), OTHER_AUDIO]),
+            **errors(400, 404, why={404: "An unknown song id, or a song without a clip."}),
+        },
+    )
+    def clip(request: Request, song_id: SONG_ID):
         """The song's audio clip."""
         path = request.app.state.catalogue.clip_path(song_id)
-        return FileResponse(path, media_type=AUDIO_TYPES.get(path.suffix.lower(), "audio/*"))
+        return FileResponse(path, media_type=AUDIO_TYPES.get(path.suffix.lower(), OTHER_AUDIO))
 
-    @app.get("/api/users/{user_id}/recommendations", tags=["users"])
+    @app.get(
+        "/api/users/{user_id}/recommendations",
+        tags=["users"],
+        response_model=UserRecommendations,
+        responses=errors(400, 404, 422, why={404: "An unknown user id."}),
+    )
     def recommendations(
         request: Request,
-        user_id: str,
+        user_id: USER_ID,
         n: N = 20,
         cold_only: Annotated[bool, Query(description="Only songs nobody has played.")] = False,
     ) -> dict:
@@ -303,7 +340,12 @@ def create_app(
             ],
         }
 
-    @app.post("/api/recommendations", tags=["users"])
+    @app.post(
+        "/api/recommendations",
+        tags=["users"],
+        response_model=ListenerRecommendations,
+        responses=errors(400, 413, 422, why={400: NO_WARM_PLAYS}),
+    )
     def new_listener(request: Request, listener: ListenerPlays) -> dict:
         """Recommendations for a listener the service has never seen, from their plays:
         folded in with the song factors fixed (eq. 3 with eq. 2's confidences), then the
@@ -324,7 +366,12 @@ def create_app(
             "cold_played": found["cold_played"],
         }
 
-    @app.post("/api/clips", tags=["clips"])
+    @app.post(
+        "/api/clips",
+        tags=["clips"],
+        response_model=ClipAnswer,
+        responses=errors(413, 422, why={422: BAD_UPLOAD}),
+    )
     def embed_clip(
         request: Request,
         file: Annotated[UploadFile, File(description="An audio file (mp3, ogg, wav, flac...).")],
@@ -372,12 +419,13 @@ def create_app(
             "/api/songs",
             tags=["songs"],
             dependencies=[Depends(writer)],
-            responses={401: {"description": "no token"}, 403: {"description": "wrong token"}},
+            response_model=AddedSong,
+            responses=errors(401, 403, 413, 422, why={422: BAD_UPLOAD}),
         )
         def add_song(
             request: Request,
             file: Annotated[UploadFile, File(description="The song's clip (mp3, ogg, wav...).")],
-            song_id: Annotated[str, Form(pattern=ID_PATTERN.pattern, max_length=128)],
+            song_id: Annotated[str, Form(pattern=ID_PATTERN.pattern, max_length=MAX_ID_LENGTH)],
             artist: Annotated[str, Form(max_length=500)] = "",
             title: Annotated[str, Form(max_length=500)] = "",
             n: N = 10,
@@ -410,7 +458,12 @@ def create_app(
                 ],
             }
 
-    @app.get("/api/map", tags=["songs"])
+    @app.get(
+        "/api/map",
+        tags=["songs"],
+        response_model=SongMap,
+        responses=errors(404, why={404: "No map: fewer than 4 songs with audio."}),
+    )
     def song_map(request: Request) -> dict:
         """The song map (t-SNE of predicted usage patterns) as the page draws it."""
         state = request.app.state.map
