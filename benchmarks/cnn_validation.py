@@ -107,6 +107,8 @@ def main(argv=None) -> None:
         songs = train_step.training_set(workspace, reads="mel")
         data = songs.training
         config = content.make_config("cnn", seed=seed, **options).validate()
+        if config.tag_weight > 0:  # as `coldtune train cnn` does: warm songs' tags only
+            data.tags = train_step.warm_tags(workspace, data.song_ids)
         start = time.perf_counter()
         model = content.make("cnn", **config.to_dict()).fit(data)
         seconds = time.perf_counter() - start

@@ -219,3 +219,74 @@ def test_song_pooling_trains_on_the_mean_embedding_of_each_songs_windows(small_w
     shapes.clear()
     content.make("cnn", **config).fit(small_world)
     assert shapes[0] == (24, 24)  # without: one per window
+
+
+def test_tag_targets_keep_tags_held_by_enough_songs():
+    from coldtune.content.cnn import tag_targets
+
+    tags = {"a": {"reel": 90, "fiddle": 30}, "b": {"reel": 60}, "c": {"air": 100}}
+    vocabulary, Y = tag_targets(tags, ["a", "b", "c", "d"], min_songs=2)
+    assert vocabulary == ["reel"]
+    np.testing.assert_array_equal(Y, [[1], [1], [0], [0]])  # d has no tags: all 0
+    vocabulary, Y = tag_targets(tags, ["a", "b", "c"], min_songs=1)
+    assert vocabulary == ["air", "fiddle", "reel"]
+    np.testing.assert_array_equal(Y, [[0, 1, 1], [0, 0, 1], [1, 0, 0]])
+
+
+def test_the_tag_loss_trains_a_head_of_its_own_and_needs_tags(small_world, monkeypatch):
+    import dataclasses
+
+    from coldtune import content
+    from coldtune.content import cnn
+
+    torch.manual_seed(0)
+    network = build_cnn(NetworkConfig(architecture="small", n_mels=16, factors=3)).eval()
+    wrapped = cnn.WithTags(network, network.head[-1], 5).eval()
+    windows = torch.randn(4, WINDOW_FRAMES, 16)
+    out = wrapped(windows)
+    assert out.shape == (4, 3 + 5)
+    torch.testing.assert_close(out[:, :3], network(windows))  # the factors are the network's
+
+    with pytest.raises(ParameterError, match="tag_weight > 0 trains on the warm songs' tags"):
+        content.make("cnn", tag_weight=1.0, **SMALL_CNN).fit(small_world)
+    with pytest.raises(ParameterError, match="tag_weight must be >= 0"):
+        content.make_config("cnn", tag_weight=-1.0).validate()
+    # tags that follow the songs' first factor: the tag loss falls as the network learns it
+    songs = small_world.song_ids
+    factors = small_world.factors
+    tagged = {s: {"high" if y[0] > 0 else "low": 80} for s, y in zip(songs, factors, strict=True)}
+    data = dataclasses.replace(small_world, tags=tagged)
+    seen, cross_entropy = [], torch.nn.functional.binary_cross_entropy_with_logits
+
+    def spy(logits, target):
+        value = cross_entropy(logits, target)
+        seen.append(float(value.detach()))
+        return value
+
+    monkeypatch.setattr(cnn.nn.functional, "binary_cross_entropy_with_logits", spy)
+    model = content.make("cnn", tag_weight=1.0, **{**SMALL_CNN, "max_epochs": 8}).fit(data)
+    assert model.tags_ == ["high", "low"]
+    assert model.fit_report_["tags"] == 2
+    assert np.mean(seen[-3:]) < np.mean(seen[:3]) - 0.05
+    predicted = model.predict([{"mel": data.features.song(s)} for s in songs[:4]])
+    assert predicted.shape == (4, 3)  # prediction is the factors alone, from audio
+
+
+def test_batch_normalisation_is_saved_with_the_network(rng, tmp_path):
+    torch.manual_seed(0)
+    config = NetworkConfig(architecture="small", n_mels=16, factors=3, batch_norm=True)
+    network = build_cnn(config)
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(norms) == 4  # one per convolution
+    network.train()
+    network(torch.randn(8, WINDOW_FRAMES, 16) * 3 + 1)  # moves the running statistics
+    network.eval()
+    state = {k: v.clone() for k, v in network.state_dict().items()}
+    again = build_cnn(config)
+    again.load_state_dict(state)
+    again.eval()
+    windows = torch.randn(2, WINDOW_FRAMES, 16)
+    torch.testing.assert_close(again(windows), network(windows))
+    assert not any(
+        isinstance(m, torch.nn.BatchNorm1d) for m in build_cnn(NetworkConfig()).modules()
+    )

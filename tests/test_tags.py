@@ -41,3 +41,28 @@ def test_a_bad_tracks_line_is_named(tmp_path):
     tracks.write_text("TRAAA1<SEP>SO1<SEP>A<SEP>T\njust one field\n")
     with pytest.raises(ParameterError, match="unique_tracks.txt:2"):
         read_track_songs(tracks)
+
+
+def test_training_reads_the_warm_songs_tags_alone(small_workspace, monkeypatch):
+    from coldtune.content.cnn import CNN
+    from coldtune.data.plays import load_interactions
+    from coldtune.data.splits import load_split
+    from coldtune.steps import train as train_step
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fit(self, data):
+        seen["songs"], seen["tags"] = set(data.song_ids), data.tags
+        raise Stop
+
+    monkeypatch.setattr(CNN, "fit", fit)
+    with pytest.raises(Stop):
+        train_step.run(small_workspace, "cnn", tag_weight=1.0, max_epochs=1)
+    interactions = load_interactions(small_workspace)
+    split = load_split(small_workspace, interactions)
+    cold = set(interactions.song_ids[split.cold_songs])
+    assert seen["tags"] and set(seen["tags"]) <= seen["songs"]
+    assert not set(seen["tags"]) & cold

@@ -65,9 +65,12 @@ def test_early_stopping_keeps_the_best_epoch(rng):
     assert result.best_validation_loss == val.min()
 
 
-def test_a_resumed_run_is_the_same_run(rng, tmp_path):
+@pytest.mark.parametrize("average", [0.0, 0.9])
+def test_a_resumed_run_is_the_same_run(rng, tmp_path, average):
     make_batch, objective, n = problem(rng)
-    config = TrainConfig(learning_rate=0.01, max_epochs=8, patience=100, batch_size=16)
+    config = TrainConfig(
+        learning_rate=0.01, max_epochs=8, patience=100, batch_size=16, average=average
+    )
     straight = model()
     train_loop(straight, n_items=n, make_batch=make_batch, objective=objective, config=config)
 
@@ -98,6 +101,44 @@ def test_a_resumed_run_is_the_same_run(rng, tmp_path):
         config=TrainConfig(learning_rate=0.02, max_epochs=2), checkpoint=checkpoint,
     )  # fmt: skip
     assert other.resumed_from_epoch == 0
+
+
+def test_the_weight_average_is_a_mean_then_an_exponential_average():
+    from coldtune.content.training import _WeightAverage
+
+    net = torch.nn.Linear(2, 1)
+    steps = [torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 0.0]]), torch.tensor([[5.0, 4.0]])]
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[100.0, 100.0]]))  # the start: never averaged in
+    average = _WeightAverage(net, decay=0.6)
+    for w in steps:
+        with torch.no_grad():
+            net.weight.copy_(w)
+        average.update(net)
+    # d = 0 (the first step's weights), then 1/2 (their mean), then min(0.6, 2/3) = 0.6
+    expected = 0.6 * (steps[0] + steps[1]) / 2 + 0.4 * steps[2]
+    torch.testing.assert_close(average.weights["weight"], expected)
+
+
+def test_with_averaging_the_average_is_validated_and_returned(rng):
+    make_batch, objective, n = problem(rng)
+    net = model()
+    seen = {"validated": [], "trained": []}
+
+    def spy(predicted, rows):
+        kind = "trained" if torch.is_grad_enabled() else "validated"
+        seen[kind].append(net[0].weight.detach().clone())
+        return objective(predicted, rows)
+
+    config = TrainConfig(learning_rate=0.05, max_epochs=1, batch_size=16, average=0.8)
+    train_loop(net, n_items=n, make_batch=make_batch, objective=spy, config=config)
+    # every validation batch saw the same weights, and those are the ones returned
+    torch.testing.assert_close(net[0].weight, seen["validated"][0], rtol=0, atol=0)
+    assert all(torch.equal(w, seen["validated"][0]) for w in seen["validated"])
+    # they are not the last weights trained (the step after the last training call's)
+    assert not torch.allclose(net[0].weight, seen["trained"][-1])
+    with pytest.raises(ParameterError, match="average must be in"):
+        TrainConfig(average=1.0).validate()
 
 
 def test_bad_settings_are_named():

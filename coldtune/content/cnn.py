@@ -67,6 +67,8 @@ class NetworkConfig:
     window_frames: int = WINDOW_FRAMES
     factors: int = 50
     dropout: float = 0.0  # the paper: "did not yield any significant improvements"
+    # batch normalisation (Ioffe and Szegedy 2015) between each convolution and its ReLU
+    batch_norm: bool = False
 
     def validate(self) -> NetworkConfig:
         if self.architecture not in CNN_ARCHITECTURES:
@@ -115,12 +117,18 @@ class _Standardised(nn.Module):
         return self.head[:-1](self._pooled(windows))
 
 
-def _convolutions(channels: list[int], pools: list[int | None]) -> nn.Sequential:
-    """Convolutions over time of width 4, each followed by a ReLU and, where `pools`
-    gives a size, max-pooling: channels[i] -> channels[i + 1] for each layer."""
+def _convolutions(
+    channels: list[int], pools: list[int | None], *, batch_norm: bool = False
+) -> nn.Sequential:
+    """Convolutions over time of width 4, each followed (with `batch_norm`, after a batch
+    normalisation) by a ReLU and, where `pools` gives a size, max-pooling:
+    channels[i] -> channels[i + 1] for each layer."""
     layers: list[nn.Module] = []
     for n_in, n_out, pool in zip(channels[:-1], channels[1:], pools, strict=True):
-        layers += [nn.Conv1d(n_in, n_out, kernel_size=4), nn.ReLU()]
+        layers.append(nn.Conv1d(n_in, n_out, kernel_size=4, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(nn.ReLU())
         if pool is not None:
             layers.append(nn.MaxPool1d(pool))
     return nn.Sequential(*layers)
@@ -129,7 +137,9 @@ def _convolutions(channels: list[int], pools: list[int | None]) -> nn.Sequential
 class PaperCNN(_Standardised):
     def __init__(self, config: NetworkConfig):
         super().__init__(config.n_mels)
-        self.features = _convolutions([config.n_mels, 256, 256], [4, 2])
+        self.features = _convolutions(
+            [config.n_mels, 256, 256], [4, 2], batch_norm=config.batch_norm
+        )
         frames = ((config.window_frames - 3) // 4 - 3) // 2
         self.head = nn.Sequential(
             nn.Flatten(),
@@ -147,7 +157,9 @@ class PaperCNN(_Standardised):
 class GlobalPoolingCNN(_Standardised):
     def __init__(self, config: NetworkConfig):
         super().__init__(config.n_mels)
-        self.features = _convolutions([config.n_mels, 256, 256, 512, 512], [4, 2, 2, None])
+        self.features = _convolutions(
+            [config.n_mels, 256, 256, 512, 512], [4, 2, 2, None], batch_norm=config.batch_norm
+        )
         self.head = nn.Sequential(
             nn.Dropout(config.dropout),
             nn.Linear(3 * 512, 2048),
@@ -170,7 +182,9 @@ class SmallCNN(GlobalPoolingCNN):
 
     def __init__(self, config: NetworkConfig):
         _Standardised.__init__(self, config.n_mels)
-        self.features = _convolutions([config.n_mels, 128, 128, 256, 256], [4, 2, 2, None])
+        self.features = _convolutions(
+            [config.n_mels, 128, 128, 256, 256], [4, 2, 2, None], batch_norm=config.batch_norm
+        )
         self.head = nn.Sequential(
             nn.Dropout(config.dropout),
             nn.Linear(3 * 256, 512),
@@ -297,12 +311,51 @@ class SongPooling(nn.Module):
         super().__init__()
         self.network, self.windows = network, windows
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        """windows [shape=(B * windows, frames, n_mels)] -> factors [shape=(B, factors)]"""
+    def embed(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [shape=(B * windows, frames, n_mels)] -> each song's mean embedding
+        [shape=(B, hidden)]"""
         embedded = self.network.embed(windows)
         assert embedded.shape[0] % self.windows == 0, (embedded.shape, self.windows)
-        pooled = embedded.reshape(-1, self.windows, embedded.shape[1]).mean(dim=1)
-        return self.network.head[-1](pooled)
+        return embedded.reshape(-1, self.windows, embedded.shape[1]).mean(dim=1)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [shape=(B * windows, frames, n_mels)] -> factors [shape=(B, factors)]"""
+        return self.network.head[-1](self.embed(windows))
+
+
+class WithTags(nn.Module):
+    """Training with the auxiliary tag loss: beside the factors of `trained` (a network
+    or its SongPooling), logits of the song's tags from the same last hidden layer, by
+    a linear layer of its own that only training uses. What makes a tag (a tune type, a
+    tempo, an instrument) is then learnt by the layers the factors are read from."""
+
+    def __init__(self, trained: nn.Module, output: nn.Linear, n_tags: int):
+        super().__init__()
+        self.trained, self.output = trained, output
+        self.tags = nn.Linear(output.in_features, n_tags)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """-> [factors | tag logits] [shape=(rows, factors + n_tags)]"""
+        embedded = self.trained.embed(windows)
+        return torch.cat([self.output(embedded), self.tags(embedded)], dim=1)
+
+
+def tag_targets(
+    tags: dict[str, dict[str, float]], song_ids: Sequence[str], *, min_songs: int
+) -> tuple[list[str], np.ndarray]:
+    """The tags held by at least `min_songs` of `song_ids` (sorted) and which song holds
+    which [shape=(len(song_ids), n_tags)] float32 0/1. A song without tags is all 0."""
+    held = [set(tags.get(str(song), {})) for song in song_ids]
+    counts: dict[str, int] = {}
+    for names in held:
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    vocabulary = sorted(name for name, n in counts.items() if n >= min_songs)
+    column = {name: j for j, name in enumerate(vocabulary)}
+    Y = np.zeros((len(held), len(vocabulary)), dtype=np.float32)
+    for i, names in enumerate(held):
+        Y[i, [column[name] for name in names if name in column]] = 1.0
+    return vocabulary, Y
 
 
 def _unit_rows(Y: np.ndarray) -> np.ndarray:
@@ -342,6 +395,7 @@ class CNN:
             n_mels=store.width("mel"),
             factors=data.factors.shape[1],
             dropout=config.dropout,
+            batch_norm=config.batch_norm,
         ).validate()
         torch.manual_seed(config.seed)
         self.network_ = build_cnn(self.network_config_)
@@ -355,15 +409,41 @@ class CNN:
         repeat = config.windows_per_song
         # one prediction per window, or with song pooling one per song (its windows' mean)
         per_row = 1 if config.song_pooling else repeat
+        k = data.factors.shape[1]
         if config.objective == "wpe":
             wpe = WPELoss(data.user_factors, data.confidence)
 
-            def loss(predicted, rows):
-                return wpe(predicted.float().cpu(), np.repeat(rows, per_row))
+            def factor_loss(predicted, rows):
+                return wpe(predicted, rows)
         else:
 
-            def loss(predicted, rows):
-                return mse_loss(predicted.float().cpu(), targets[np.repeat(rows, per_row)])
+            def factor_loss(predicted, rows):
+                return mse_loss(predicted, targets[rows])
+
+        song_tags = None
+        if config.tag_weight > 0:
+            if not data.tags:
+                raise ParameterError(
+                    "tag_weight > 0 trains on the warm songs' tags, and there are none: "
+                    "ingest them with `coldtune tags ingest`, or set tag_weight=0"
+                )
+            self.tags_, presence = tag_targets(data.tags, songs, min_songs=config.min_tag_songs)
+            if not self.tags_:
+                raise ParameterError(
+                    f"no tag is held by {config.min_tag_songs} warm songs or more: lower "
+                    "min_tag_songs, or set tag_weight=0"
+                )
+            song_tags = torch.as_tensor(presence)
+
+        def loss(predicted, rows):
+            rows = np.repeat(rows, per_row)
+            predicted = predicted.float().cpu()
+            value = factor_loss(predicted[:, :k], rows)
+            if song_tags is not None:
+                value = value + config.tag_weight * nn.functional.binary_cross_entropy_with_logits(
+                    predicted[:, k:], song_tags[rows]
+                )
+            return value
 
         def make_batch(rows: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
             windows = store.random_windows(
@@ -384,6 +464,8 @@ class CNN:
                 return ranking(predicted)[selection]
 
         trained = SongPooling(self.network_, repeat) if config.song_pooling else self.network_
+        if song_tags is not None:
+            trained = WithTags(trained, self.network_.head[-1], song_tags.shape[1])
         result = train_loop(
             trained,
             n_items=len(songs),
@@ -405,6 +487,8 @@ class CNN:
             rates = [r["items_per_s"] for r in result.history]
             report["windows_per_s"] = round(repeat * float(np.median(rates)), 1) if rates else 0.0
         report["selection"] = selection  # "loss" where too few validation songs
+        if song_tags is not None:
+            report["tags"] = len(self.tags_)
         self.fit_report_ = {"objective": config.objective, "precision": precision, **report}
         return self
 

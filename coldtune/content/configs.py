@@ -195,11 +195,16 @@ class CNNConfig(JSONConfig, TrainingSettings):
     # the paper: "did not yield any significant improvements"; Dieleman 2014 used it in
     # the dense layers, and with 1,440 training songs the small network needs it
     dropout: float = 0.5
+    batch_norm: bool = False  # normalise each convolution's output over the batch
     windows_per_song: int = 4
     # train on the mean embedding of each song's windows_per_song windows (one target per
     # song, as prediction averages a clip's windows) instead of on each window alone
     song_pooling: bool = False
     weight_decay: float = 1e-4  # AdamW's decoupled decay (the loop's default before)
+    # Polyak averaging of the weights (coldtune.content.training.TrainConfig.average): the
+    # share of the average kept at each step; 0.99 remembers about 100 steps, 2 epochs of
+    # the demo world. 0: the weights themselves
+    average: float = 0.0
     # what keeps the best epoch and stops training: the validation songs' ranking AUC
     # ("auc", "map": warm songs held out, WMF's user factors; never a cold song) or the
     # validation loss ("loss", what every model used before)
@@ -213,6 +218,12 @@ class CNNConfig(JSONConfig, TrainingSettings):
     readout: str = "network"
     readout_alphas: tuple[float, ...] = (10.0, 100.0, 1e3, 1e4, 1e5, 1e6)
     target: str = "factors"  # or "unit": unit-norm factor targets (Dieleman 2014); MSE only
+    # weight of an auxiliary loss on the warm songs' tags (multi-label cross-entropy from
+    # the last hidden layer; Last.fm tags held by at least min_tag_songs training songs):
+    # the network is taught what the music is as well as who listens. 0: none. Cold
+    # songs' tags are never read; prediction stays audio only.
+    tag_weight: float = 0.0
+    min_tag_songs: int = 10
     precision: str = "auto"  # bf16 where the CPU or GPU computes it natively, else fp32
     seed: int = 0
 
@@ -229,6 +240,9 @@ class CNNConfig(JSONConfig, TrainingSettings):
             raise ParameterError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.weight_decay < 0:
             raise ParameterError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.tag_weight < 0:
+            raise ParameterError(f"tag_weight must be >= 0, got {self.tag_weight!r}")
+        _at_least(self, 1, "min_tag_songs")
         if not self.readout_alphas or min(self.readout_alphas) <= 0:
             raise ParameterError(
                 f"readout_alphas must be positive regularisations, got {self.readout_alphas!r}"

@@ -73,6 +73,9 @@ class TrainConfig:
     patience: int = 10  # epochs without a better validation loss before stopping
     validation_fraction: float = 0.1
     precision: str = "fp32"  # a name in PRECISIONS
+    # Polyak averaging: validate, keep and return an exponential moving average of the
+    # weights, this much of the average kept at each step (0: the weights themselves)
+    average: float = 0.0
     seed: int = 0
 
     def validate(self) -> TrainConfig:
@@ -93,6 +96,8 @@ class TrainConfig:
             )
         if not self.learning_rate > 0:
             raise ParameterError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 <= self.average < 1:
+            raise ParameterError(f"average must be in [0, 1), got {self.average!r}")
         return self
 
     def to_dict(self) -> dict:
@@ -147,7 +152,8 @@ def train_loop(
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
     rng = np.random.default_rng([config.seed, 1])
     state = {"epoch": 0, "best": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": []}
-    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_weights = _copy(model)
+    average = _WeightAverage(model, config.average) if config.average > 0 else None
     stamp = {"config": config.to_dict(), "identity": identity or {}}
     resumed = 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -159,6 +165,8 @@ def train_loop(
             torch.set_rng_state(saved["torch_rng"])
             state = saved["state"]
             best_weights = saved["best_weights"]
+            if average is not None:
+                average.load(saved["average"])
             resumed = state["epoch"]
 
     while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
@@ -186,10 +194,16 @@ def train_loop(
             else:
                 loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update(model)
             losses.append(float(loss.detach()) * len(rows))
             n_rows += len(rows)
         total, n_rows = ddp.sum([sum(losses), n_rows], device)
         train_loss = total / n_rows
+        trained = None
+        if average is not None:  # validate (and keep) the average; train on from the weights
+            trained = _copy(model)
+            model.load_state_dict(average.weights)
         validation_loss = _validate(model, val_rows, make_batch, objective, config, device, ddp)
         validation_score = None
         if score is not None:
@@ -205,9 +219,11 @@ def train_loop(
                 state["epoch"],
                 0,
             )
-            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_weights = _copy(model)
         else:
             state["bad_epochs"] += 1
+        if trained is not None:
+            model.load_state_dict(trained)
         record = {
             "epoch": state["epoch"],
             "train_loss": train_loss,
@@ -227,6 +243,7 @@ def train_loop(
                         "torch_rng": torch.get_rng_state(),
                         "state": state,
                         "best_weights": best_weights,
+                        **({} if average is None else {"average": average.state()}),
                     },
                     tmp,
                 )
@@ -234,6 +251,38 @@ def train_loop(
             on_epoch(record)
     model.load_state_dict(best_weights)
     return TrainResult(state["history"], state["best_epoch"], state["best"], resumed, val_rows)
+
+
+def _copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class _WeightAverage:
+    """An exponential moving average of a model's weights (Polyak and Juditsky 1992):
+    after step t, avg <- d_t avg + (1 - d_t) w with d_t = min(decay, (t - 1) / t): the
+    plain mean of the weights so far until it would forget more slowly than `decay`, so
+    the starting weights, far from any minimum, do not linger. Buffers that are not
+    floating point (counts) are copied."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay, self.steps, self.weights = decay, 0, _copy(model)
+
+    def update(self, model: torch.nn.Module) -> None:
+        self.steps += 1
+        d = min(self.decay, (self.steps - 1) / self.steps)
+        with torch.no_grad():
+            for name, value in model.state_dict().items():
+                if value.dtype.is_floating_point:
+                    self.weights[name].lerp_(value.detach(), 1 - d)
+                else:
+                    self.weights[name].copy_(value)
+
+    def load(self, saved: dict) -> None:
+        self.weights = {k: v.clone() for k, v in saved["weights"].items()}
+        self.steps = int(saved["steps"])
+
+    def state(self) -> dict:
+        return {"weights": self.weights, "steps": self.steps}
 
 
 def _read_checkpoint(path, device) -> dict | None:
@@ -315,6 +364,7 @@ def train_config(config, **extra) -> TrainConfig:
         patience=config.patience,
         seed=config.seed,
         **({"weight_decay": config.weight_decay} if hasattr(config, "weight_decay") else {}),
+        **({"average": config.average} if hasattr(config, "average") else {}),
         **extra,
     ).validate()
 

@@ -97,6 +97,13 @@ def bow_features(workspace: Workspace, config: BowConfig, songs: Songs):
     return bag, warm, cold
 
 
+def warm_tags(workspace: Workspace, song_ids) -> dict[str, dict[str, float]]:
+    """The tags of `song_ids` (the warm songs) alone, for training: a cold song's tags
+    never reach an audio model."""
+    tags = read_song_tags(workspace)
+    return {str(song): tags[str(song)] for song in song_ids if str(song) in tags}
+
+
 def _bow_key(config: BowConfig, warm_ids, cold_ids, store) -> str:
     codebook = {f: getattr(config, f) for f in BowConfig.CODEBOOK_FIELDS}
     key = fingerprint(arrays=(warm_ids, cold_ids), store=store.fingerprint(), **codebook)
@@ -119,12 +126,15 @@ def run(workspace: Workspace, name: str, config=None, **options) -> dict:
     if spec.reads == "mfcc":
         bag, warm, _ = bow_features(workspace, config, songs)
         data.bow = (bag, warm)
+    if getattr(config, "tag_weight", 0) > 0:  # an audio model taught by warm songs' tags
+        data.tags = warm_tags(workspace, data.song_ids)
     model = spec.estimator_class()(config).fit(data)
     if not is_main_process():
         rank = current().rank
         finish()
         return {"rank": rank}
-    cold = stored_songs(songs.store, songs.cold_ids, data.tags)
+    # only a tags model predicts from tags: an audio model never sees a cold song's
+    cold = stored_songs(songs.store, songs.cold_ids, data.tags if spec.reads == "tags" else None)
     factors = model.predict(cold)
     model.save(folder)
     with atomic_path(folder / "predictions.npz") as tmp, open(tmp, "wb") as handle:
