@@ -131,10 +131,33 @@ def test_the_registry_names_each_row_and_its_label():
     assert cnn.row(cnn.config(architecture="global-pooling")) == "cnn-global-pooling-mse"
     assert cnn.row_label(cnn.config(objective="wpe")) == "convolutional net (WPE)"
     assert [content.table_order(r)[0] for r in ("bow-linear", "cnn-paper-mse", "zzz")] == [0, 3, 5]
+    # a variant is named by what differs from the defaults
+    bow = content.spec("bow-linear")
+    assert bow.row(bow.config(target="unit")) == "bow-linear-unit"
+    assert bow.row_label(bow.config(target="unit")) == "linear regression, unit-norm targets"
+    assert cnn.row(cnn.config(target="unit", tag_weight=0.5)) == "cnn-small-mse-unit-tags"
+    assert content.table_order("bow-linear-unit")[0] == 0
     with pytest.raises(
         ParameterError, match="--hidden does not apply to cnn; it takes .*--architecture"
     ):
         content.make_config("cnn", hidden=5)
+
+
+def test_bow_linear_with_unit_targets_regresses_onto_the_unit_factors(world):
+    from coldtune.content.base import unit_rows
+    from coldtune.content.bow import PCARidge
+
+    data, _ = world
+    options = {**SMALL["bow-linear"], "target": "unit"}
+    model = content.make("bow-linear", **options).fit(data)
+    words = model.bag_.transform([data.features.song(s, "mfcc") for s in data.song_ids])
+    direct = PCARidge(model.config).fit(words, unit_rows(data.factors))
+    np.testing.assert_allclose(model.regression_.predict(words), direct.predict(words), rtol=1e-5)
+    plain = content.make("bow-linear", **SMALL["bow-linear"]).fit(data)
+    assert not np.allclose(plain.regression_.predict(words), direct.predict(words))
+    np.testing.assert_allclose(np.linalg.norm(unit_rows(data.factors), axis=1), 1, rtol=1e-6)
+    with pytest.raises(ParameterError, match="target must be one of"):
+        content.make_config("bow-linear", target="length").validate()
 
 
 def test_the_metadata_model_recovers_factors_linear_in_its_tags(world):

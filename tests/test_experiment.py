@@ -22,7 +22,7 @@ from coldtune.steps.experiment import (
 from coldtune.workspace import Workspace
 
 # the CNN rows are named by the registry from the preset's settings (cnn-<net>-<loss>)
-CNN_MSE, CNN_WPE = (run.row for run in EXPERIMENTS["demo"].models if run.model == "cnn")
+CNN_MSE, CNN_WPE, CNN_UNIT = (run.row for run in EXPERIMENTS["demo"].models if run.model == "cnn")
 
 
 def test_presets_are_the_papers_settings():
@@ -53,6 +53,12 @@ def test_presets_are_the_papers_settings():
     assert (seeded.split.seed, seeded.wmf.seed, seeded.wmf.backend) == (3, 3, "torch")
     with pytest.raises(ParameterError, match="preset must be one of"):
         experiment_config("table-9")
+    # the demo preset adds bow-linear and the MSE CNN with unit-norm targets
+    assert CNN_UNIT == "cnn-small-mse-unit"
+    demo_rows = [run.row for run in EXPERIMENTS["demo"].models]
+    assert demo_rows[-3:] == ["bow-linear-unit", CNN_UNIT, "metadata"]
+    unit = dict(EXPERIMENTS["demo"].models[-2].options)
+    assert unit["target"] == "unit" and unit["max_epochs"] == 30 and unit["patience"] == 10
     # --row: those rows, and bow-linear's, which the paired differences need
     only = experiment_config("demo", rows=[CNN_MSE])
     assert [run.row for run in only.models] == ["bow-linear", CNN_MSE]
@@ -139,6 +145,8 @@ def test_rows_come_in_table_2s_order(small_demo):
         "mlr",
         CNN_MSE,
         CNN_WPE,
+        "bow-linear-unit",
+        CNN_UNIT,
         "metadata",
         "timbre ceiling",
         "audible ceiling",

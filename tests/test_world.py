@@ -24,7 +24,7 @@ from coldtune.world.build import INSTRUMENTS, build_world, msd_id, world_config
 from coldtune.world.listeners import AUDIO_ATTRIBUTES, ListenerConfig, simulate_listeners
 from coldtune.world.render import Rendering, render_clip
 
-CNN_MSE, CNN_WPE = (run.row for run in EXPERIMENTS["demo"].models if run.model == "cnn")
+CNN_MSE, CNN_WPE, CNN_UNIT = (run.row for run in EXPERIMENTS["demo"].models if run.model == "cnn")
 
 
 def read_tracks(world: Path) -> list[dict]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from coldtune.content.configs import (
-    BowConfig,
+    BowLinearConfig,
     BowMLPConfig,
     CNNConfig,
     MetadataConfig,
@@ -41,14 +41,29 @@ class ModelSpec:
     reads: str  # the features it predicts from: mfcc, mel or tags
     label: str  # the paper's name of its row; {objective} is filled from the config
     row_format: str = "{name}"  # the row's name; fields of the config fill it
+    # (field, suffix, words): a config whose field differs from its default gets
+    # "-suffix" after the row's name and ", words" after its label (cnn-small-mse-unit)
+    variants: tuple[tuple[str, str, str], ...] = ()
 
     def row(self, config) -> str:
         """The results row (and W/models/ folder) of this model with `config`:
-        bow-mlp and cnn are named by their settings (bow-mlp-wpe, cnn-paper-mse)."""
-        return self.row_format.format(name=self.name, **config.to_dict())
+        bow-mlp and cnn are named by their settings (bow-mlp-wpe, cnn-paper-mse), and
+        a variant by what differs (bow-linear-unit: unit-norm targets)."""
+        values = config.to_dict()
+        row = self.row_format.format(name=self.name, **values)
+        return "-".join([row, *(suffix for suffix, _ in self._varied(values))])
 
     def row_label(self, config) -> str:
-        return self.label.format(objective=getattr(config, "objective", "").upper())
+        label = self.label.format(objective=getattr(config, "objective", "").upper())
+        return ", ".join([label, *(words for _, words in self._varied(config.to_dict()))])
+
+    def _varied(self, values: dict) -> list[tuple[str, str]]:
+        defaults = {f.name: f.default for f in fields(self.config)}
+        return [
+            (suffix.format(**values), words.format(**values))
+            for name, suffix, words in self.variants
+            if values[name] != defaults[name]
+        ]
 
     def estimator_class(self) -> type:
         module, _, cls = self.estimator.partition(":")
@@ -62,7 +77,12 @@ CONTENT_MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(
-            "bow-linear", BowConfig, "coldtune.content.bow:BowLinear", "mfcc", "linear regression"
+            "bow-linear",
+            BowLinearConfig,
+            "coldtune.content.bow:BowLinear",
+            "mfcc",
+            "linear regression",
+            variants=(("target", "{target}", "{target}-norm targets"),),
         ),
         ModelSpec(
             "bow-mlp",
@@ -80,6 +100,10 @@ CONTENT_MODELS: dict[str, ModelSpec] = {
             "mel",
             "convolutional net ({objective})",
             "cnn-{architecture}-{objective}",
+            variants=(
+                ("target", "{target}", "{target}-norm targets"),
+                ("tag_weight", "tags", "taught by tags"),
+            ),
         ),
         ModelSpec(
             "metadata",

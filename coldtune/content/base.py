@@ -159,3 +159,10 @@ def frames_of(songs: Sequence[SongFeatures], kind: str) -> list[np.ndarray]:
                 f"song {i} has no {kind!r} features; extract its clip first"
             ) from None
     return out
+
+
+def unit_rows(Y: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (a zero row stays zero): the unit-norm factor
+    targets of Dieleman 2014, which keep a song's direction in the factor space and drop
+    its length, the part of WMF's factors that follows how much it was played."""
+    return Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-8)

@@ -25,8 +25,9 @@ from coldtune.content.base import (
     frames_of,
     read_model_files,
     save_model,
+    unit_rows,
 )
-from coldtune.content.configs import BowConfig
+from coldtune.content.configs import BowConfig, BowLinearConfig
 from coldtune.errors import ParameterError
 from coldtune.workspace import atomic_path
 
@@ -275,13 +276,14 @@ class BowLinear:
     name = "bow-linear"
     reads = "mfcc"
 
-    def __init__(self, config: BowConfig = BowConfig()):
+    def __init__(self, config: BowLinearConfig = BowLinearConfig()):
         self.config = config
 
     def fit(self, data: TrainingSet) -> BowLinear:
         config = self.config.validate()
         self.bag_, words = bag_for(data, config)
-        self.regression_ = PCARidge(config).fit(words, data.factors)
+        targets = unit_rows(data.factors) if config.target == "unit" else data.factors
+        self.regression_ = PCARidge(config).fit(words, targets)
         self.fit_report_ = {
             "pca_components": int(self.regression_.components_.shape[0]),
             "alpha": self.regression_.alpha_,
@@ -299,7 +301,7 @@ class BowLinear:
 
     @classmethod
     def load(cls, folder: Path) -> BowLinear:
-        config, arrays, state = read_model_files(folder, BowConfig)
+        config, arrays, state = read_model_files(folder, BowLinearConfig)
         model = cls(config)
         model.bag_ = BagOfWords.from_arrays(arrays, config)
         model.regression_ = PCARidge.from_arrays(arrays, config)

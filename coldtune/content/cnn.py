@@ -39,6 +39,7 @@ from coldtune.content.base import (
     frames_of,
     read_model_files,
     save_model,
+    unit_rows,
 )
 from coldtune.content.configs import CNNConfig
 from coldtune.content.distributed import is_main_process
@@ -358,10 +359,6 @@ def tag_targets(
     return vocabulary, Y
 
 
-def _unit_rows(Y: np.ndarray) -> np.ndarray:
-    return Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-8)
-
-
 class CNN:
     """`cnn`, section 4.2: trained on random 3 s log-mel windows of the warm songs with
     eq. (4) or eq. (5) in the shared loop; a song's factors are the mean over its
@@ -404,7 +401,7 @@ class CNN:
             songs, frames=WINDOW_FRAMES, rng=np.random.default_rng([config.seed, 3])
         ).astype(np.float32)
         self.network_.set_input_scale(sample.mean(axis=(0, 1)), sample.std(axis=(0, 1)))
-        goal = _unit_rows(data.factors) if config.target == "unit" else data.factors
+        goal = unit_rows(data.factors) if config.target == "unit" else data.factors
         targets = torch.as_tensor(goal.astype(np.float32))
         repeat = config.windows_per_song
         # one prediction per window, or with song pooling one per song (its windows' mean)

@@ -130,6 +130,21 @@ MSE and hurt with WPE (docs/models.md)."""
 
 
 @dataclass(frozen=True)
+class BowLinearConfig(BowConfig):
+    """bow-linear's settings: the bag of words and what its ridge regresses onto."""
+
+    # "unit": the factors scaled to unit norm (Dieleman 2014; CNNConfig.target): the ridge
+    # then fits each song's direction, not its length, which follows how much the song
+    # was played, something a bag of frames cannot hear
+    target: str = "factors"
+
+    def validate(self):
+        BowConfig.validate(self)
+        _one_of(self.target, TARGET_NAMES, "target")
+        return self
+
+
+@dataclass(frozen=True)
 class BowMLPConfig(BowConfig, TrainingSettings):
     """Section 4.1's multilayer perceptron on whitened BoW-PCA features."""
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from coldtune.catalogue import Catalogue
 from coldtune.content.bow import PCA
-from coldtune.content.configs import BowConfig
+from coldtune.content.configs import BowConfig, BowLinearConfig
 from coldtune.data.tags import read_song_tags
 from coldtune.errors import ParameterError, WorkspaceError
 from coldtune.eval.song_map import (
@@ -55,7 +55,7 @@ def _bow_pca(workspace: Workspace, songs) -> dict[str, np.ndarray]:
     the workspace trained it (so its cached words are reused)."""
     saved = workspace.models_dir("bow-linear") / "config.json"
     if saved.exists():
-        config = BowConfig.from_dict(read_json(saved, what="", hint="")["config"])
+        config = BowLinearConfig.from_dict(read_json(saved, what="", hint="")["config"]).bow()
     else:  # the demo's choice: half as many words as warm songs, at most 1,000
         n_warm = len(songs.training.song_ids)
         config = BowConfig(words=int(min(1000, max(16, n_warm // 2))))
