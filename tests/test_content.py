@@ -136,6 +136,7 @@ def test_the_registry_names_each_row_and_its_label():
     assert bow.row(bow.config(target="unit")) == "bow-linear-unit"
     assert bow.row_label(bow.config(target="unit")) == "linear regression, unit-norm targets"
     assert cnn.row(cnn.config(target="unit", tag_weight=0.5)) == "cnn-small-mse-unit-tags"
+    assert cnn.row(cnn.config(target="unit", average=0.99)) == "cnn-small-mse-unit-avg"
     assert content.table_order("bow-linear-unit")[0] == 0
     with pytest.raises(
         ParameterError, match="--hidden does not apply to cnn; it takes .*--architecture"

@@ -54,11 +54,12 @@ def test_presets_are_the_papers_settings():
     with pytest.raises(ParameterError, match="preset must be one of"):
         experiment_config("table-9")
     # the demo preset adds bow-linear and the MSE CNN with unit-norm targets
-    assert CNN_UNIT == "cnn-small-mse-unit"
+    assert CNN_UNIT == "cnn-small-mse-unit-avg"
     demo_rows = [run.row for run in EXPERIMENTS["demo"].models]
     assert demo_rows[-3:] == ["bow-linear-unit", CNN_UNIT, "metadata"]
     unit = dict(EXPERIMENTS["demo"].models[-2].options)
-    assert unit["target"] == "unit" and unit["max_epochs"] == 30 and unit["patience"] == 10
+    assert unit["target"] == "unit" and unit["average"] == 0.99
+    assert unit["max_epochs"] == 30 and unit["patience"] == 10
     # --row: those rows, and bow-linear's, which the paired differences need
     only = experiment_config("demo", rows=[CNN_MSE])
     assert [run.row for run in only.models] == ["bow-linear", CNN_MSE]

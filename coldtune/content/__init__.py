@@ -103,6 +103,7 @@ CONTENT_MODELS: dict[str, ModelSpec] = {
             variants=(
                 ("target", "{target}", "{target}-norm targets"),
                 ("tag_weight", "tags", "taught by tags"),
+                ("average", "avg", "weights averaged"),
             ),
         ),
         ModelSpec(
