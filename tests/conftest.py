@@ -62,7 +62,7 @@ def small_world(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_demo(small_world, tmp_path_factory):
-    """`coldtune demo --world small` run once per session: (Workspace, results). Tests
+    """`coldtune demo --world small --all-rows` run once per session: (Workspace, results). Tests
     read it; a test that writes into it must copy it first."""
     import os
     import shutil
@@ -73,7 +73,7 @@ def small_demo(small_world, tmp_path_factory):
     world, _ = small_world
     root = tmp_path_factory.mktemp("demo") / "W"
     shutil.copytree(world, root / "world", copy_function=os.link)
-    results = run_demo(Workspace(root), DemoConfig(world="small"))
+    results = run_demo(Workspace(root), DemoConfig(world="small", rows=()))  # every row
     return Workspace(root), results
 
 

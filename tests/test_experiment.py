@@ -11,6 +11,7 @@ from coldtune.cf.wmf import WMFConfig
 from coldtune.cli import app
 from coldtune.data.synth import synth_config, synth_plays, write_plays
 from coldtune.errors import ParameterError
+from coldtune.steps.demo import DEMO_ROWS, DemoConfig
 from coldtune.steps.experiment import (
     EXPERIMENTS,
     ModelRun,
@@ -47,8 +48,11 @@ def test_presets_are_the_papers_settings():
         "mlr",
         CNN_MSE,
         CNN_WPE,
+        "bow-linear-unit",
+        CNN_UNIT,
         "metadata",
     ]
+    assert [run.row for run in full.models] == rows
     seeded = experiment_config("paper-subset", seed=3, backend="torch")
     assert (seeded.split.seed, seeded.wmf.seed, seeded.wmf.backend) == (3, 3, "torch")
     with pytest.raises(ParameterError, match="preset must be one of"):
@@ -65,6 +69,15 @@ def test_presets_are_the_papers_settings():
     assert [run.row for run in only.models] == ["bow-linear", CNN_MSE]
     with pytest.raises(ParameterError, match="has no row 'cnn-huge'.*bow-mlp-mse"):
         experiment_config("demo", rows=["cnn-huge"])
+
+
+def test_make_demo_trains_the_rows_that_answer_the_question():
+    """`coldtune demo` (make demo) trains bow-linear, the CNN that the demo preset settled
+    on and its control, and Table 2's quick rows; --all-rows every row of the preset."""
+    assert DemoConfig().rows == DEMO_ROWS
+    rows = [run.row for run in experiment_config("demo", rows=DEMO_ROWS).models]
+    assert rows == ["bow-linear", "bow-mlp-mse", "mlr", "bow-linear-unit", CNN_UNIT, "metadata"]
+    assert CNN_MSE not in rows and CNN_WPE not in rows and "bow-mlp-wpe" not in rows
 
 
 def test_rows_without_their_data_are_listed_not_run(tmp_path):
