@@ -17,6 +17,7 @@ from coldtune.eval.tags import (
     cross_validated_auc,
     most_frequent_tags,
     tag_labels,
+    tag_table,
 )
 from coldtune.steps.analyses import song_tag_sets
 from coldtune.steps.train import training_set
@@ -41,6 +42,41 @@ def test_the_most_frequent_tags_and_their_labels():
     assert most_frequent_tags(song_tags, ["c"], 5) == ["jazz", "pop"]
     labels = tag_labels(song_tags, ["a", "c", "zz"], ["rock", "pop"])
     assert labels.tolist() == [[True, True], [False, True], [False, False]]
+
+
+def test_the_tag_table_is_the_same_in_two_processes_as_in_one(rng):
+    """Each (features, songs, tag) cross-validation by hand, then the table in one
+    process and in two: the same figures, every tag in its place, a column without a
+    usable tag (or without its features) None."""
+    labels = {"warm": rng.random((120, 3)) < 0.4, "cold": rng.random((60, 3)) < 0.4}
+    features = {
+        "a": {"warm": rng.standard_normal((120, 4)), "cold": rng.standard_normal((60, 4))},
+        "b": {"warm": labels["warm"][:, :1] + rng.standard_normal((120, 2))},
+    }
+    usable = {"warm": [0, 2], "cold": []}
+    tags, config = ["x", "y", "z"], TagConfig(folds=3, min_songs=3)
+    seen = []
+    one, per_tag = tag_table(features, labels, usable, tags, config, lambda *a: seen.append(a))
+    two = tag_table(features, labels, usable, tags, config, None, workers=2)
+    assert (one, per_tag) == two
+    by_hand = {
+        f"{r}/warm": {
+            tags[j]: cross_validated_auc(features[r]["warm"], labels["warm"][:, j], config)
+            for j in (0, 2)
+        }
+        for r in "ab"
+    }
+    assert per_tag == by_hand and set(per_tag["b/warm"]) == {"x", "z"}
+    assert one == [
+        {"features": r, "warm": np.mean(list(by_hand[f"{r}/warm"].values())), "cold": None}
+        for r in "ab"
+    ]
+    assert seen == [
+        ("a", "warm", 1, 2),
+        ("a", "warm", 2, 2),
+        ("b", "warm", 1, 2),
+        ("b", "warm", 2, 2),
+    ]
 
 
 def test_bad_tag_settings_are_named():

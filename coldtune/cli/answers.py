@@ -11,6 +11,7 @@ import typer
 from coldtune.cli.common import (
     CountOption,
     ModelOption,
+    WorkersOption,
     WorkspaceOption,
     app,
     bars,
@@ -37,6 +38,7 @@ def tags_predict(
         Path | None, typer.Option("--workspace", "-w", help="The experiment's folder.")
     ] = None,
     model: ModelOption = None,
+    workers: WorkersOption = None,
 ):
     """Tag prediction (section 5.1): mean AUC of a logistic regression per tag from WMF
     factors, BoW-PCA audio features and predicted factors."""
@@ -53,6 +55,7 @@ def tags_predict(
             Workspace(workspace),
             config,
             model=model,
+            workers=workers,
             on_progress=lambda row, column, done, total: show(f"{row}, {column}", done, total),
         )
     say(tags_markdown(results))

@@ -100,24 +100,38 @@ def tag_labels(song_tags: dict[str, set[str]], song_ids, tags: list[str]) -> np.
     ).reshape(len(song_ids), len(tags))
 
 
-def tag_table(features, labels, usable, tags, config, on_progress):
-    """Mean AUC per (features, songs), and each tag's AUC."""
+def tag_table(features, labels, usable, tags, config, on_progress, *, workers: int = 1):
+    """Mean AUC per (features, songs), and each tag's AUC. With `workers` > 1 the tags'
+    cross-validations run in that many processes (joblib's, one BLAS thread each: each
+    fit is a few thousand songs, too small to split), in the same order and with the
+    same folds, so the figures are those of one process."""
+    from joblib import Parallel, delayed
+
+    jobs = [
+        (row_name, set_name, j)
+        for row_name, by_set in features.items()
+        for set_name in SONG_SETS
+        if set_name in by_set
+        for j in usable[set_name]
+    ]
+    calls = (
+        delayed(cross_validated_auc)(features[r][s], labels[s][:, j], config) for r, s, j in jobs
+    )
+    aucs: dict[tuple[str, str], dict[str, float]] = {}
+    with Parallel(n_jobs=max(1, workers), return_as="generator") as parallel:
+        for (row_name, set_name, j), auc in zip(jobs, parallel(calls), strict=True):
+            done = aucs.setdefault((row_name, set_name), {})
+            done[tags[j]] = auc
+            if on_progress is not None:
+                on_progress(row_name, set_name, len(done), len(usable[set_name]))
     rows, per_tag = [], {}
-    for row_name, by_set in features.items():
+    for row_name in features:
         row = {"features": row_name}
         for set_name in SONG_SETS:
-            if set_name not in by_set or not usable[set_name]:
-                row[set_name] = None
-                continue
-            aucs = {}
-            for done, j in enumerate(usable[set_name]):
-                aucs[tags[j]] = cross_validated_auc(
-                    by_set[set_name], labels[set_name][:, j], config
-                )
-                if on_progress is not None:
-                    on_progress(row_name, set_name, done + 1, len(usable[set_name]))
-            row[set_name] = float(np.mean(list(aucs.values())))
-            per_tag[f"{row_name}/{set_name}"] = aucs
+            found = aucs.get((row_name, set_name))
+            row[set_name] = float(np.mean(list(found.values()))) if found else None
+            if found:
+                per_tag[f"{row_name}/{set_name}"] = found
         rows.append(row)
     return rows, per_tag
 

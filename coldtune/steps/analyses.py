@@ -4,6 +4,7 @@ and writes its results under W/results/ with the fingerprint of what it read."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict
 
@@ -69,11 +70,13 @@ def tags(
     config: TagConfig = TagConfig(),
     *,
     model: str | None = None,
+    workers: int | None = None,
     on_progress=None,
 ) -> dict:
     """`coldtune tags`: the table of section 5.1 for this workspace; writes
     W/results/tags.json and tags.md and returns the JSON.
 
+    workers : processes for the tags' cross-validations; None: one per core.
     on_progress : called with (row, column, tags done, tags to do).
     """
     config.validate()
@@ -111,7 +114,15 @@ def tags(
         for name in SONG_SETS
     }
     with one_thread():
-        rows, per_tag = tag_table(features, labels, usable, chosen, config, on_progress)
+        rows, per_tag = tag_table(
+            features,
+            labels,
+            usable,
+            chosen,
+            config,
+            on_progress,
+            workers=workers or os.cpu_count() or 1,
+        )
     results = {
         "title": "Tag prediction (section 5.1)",
         "config": asdict(config),
