@@ -20,7 +20,7 @@ from coldtune.audio.features import mfcc
 from coldtune.errors import ParameterError
 from coldtune.steps.experiment import EXPERIMENTS
 from coldtune.world import corpus
-from coldtune.world.build import INSTRUMENTS, build_world, msd_id, world_config
+from coldtune.world.build import INSTRUMENTS, WorldConfig, build_world, msd_id, world_config
 from coldtune.world.listeners import AUDIO_ATTRIBUTES, ListenerConfig, simulate_listeners
 from coldtune.world.render import Rendering, render_clip
 
@@ -330,6 +330,38 @@ def test_unusable_pieces_say_why(monkeypatch):
     monkeypatch.setattr(corpus, "_abc_file", lambda path: {1: "X:1\nT:Empty\nK:C\n"})
     with pytest.raises(corpus.PieceUnusable, match="only 0 notes"):
         corpus.parse_piece(corpus.PieceRef("oneills1850", "oneills1850/x.abc", 1))
+
+
+def test_a_collection_short_of_usable_pieces_leaves_its_share_to_the_others(monkeypatch):
+    """A paper-size world asks for every piece of the small collections; where some of
+    them do not parse, the other collections give the songs instead (the default world
+    never comes near, so its pieces stay the same), and only a corpus with fewer usable
+    pieces than songs is an error."""
+    from coldtune.world import build
+
+    sizes = dict.fromkeys(build.COLLECTION_SHARES, 30) | {"essenFolksong": 400}
+    refs = {n: [corpus.PieceRef(n, f"{n}/{i}.abc", i) for i in range(k)] for n, k in sizes.items()}
+
+    def parse(ref, _cache):  # every third piece of bach cannot be used
+        if ref.collection == "bach" and ref.number % 3 == 0:
+            return "only 0 notes"
+        return corpus.Piece(ref, "t", "reel", "r", "4/4", "major", np.zeros((1, 3)))
+
+    monkeypatch.setattr(build, "list_pieces", lambda name: refs[name])
+    monkeypatch.setattr(build, "_parse_cached", parse)
+    monkeypatch.setattr(build, "_run", lambda _pool, calls, *_a, **_k: [f(*a) for f, a in calls])
+    n_songs = sum(sizes.values()) - 15
+    pieces, unusable = build._choose_pieces(WorldConfig(songs=n_songs), None, "", None)
+    taken = defaultdict(int)
+    for piece in pieces:
+        taken[piece.ref.collection] += 1
+    assert len(pieces) == n_songs == len({p.ref.key for p in pieces})
+    assert taken["bach"] == 20 and len(unusable) == 10  # its 20 usable pieces
+    shares = build._quotas(n_songs, sizes)  # what each would give with every piece usable
+    gained = {n: taken[n] - shares[n] for n in sizes if n != "bach"}
+    assert min(gained.values()) >= 0 and sum(gained.values()) == 10  # bach's 10 missing
+    with pytest.raises(ParameterError, match="fewer usable pieces than"):
+        build._choose_pieces(WorldConfig(songs=sum(sizes.values()) - 5), None, "", None)
 
 
 def test_msd_ids_are_stable_and_shaped_like_the_msds():

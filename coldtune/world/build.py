@@ -314,6 +314,7 @@ def _choose_pieces(config: WorldConfig, pool, cache: str, on_progress) -> tuple[
     }
     quotas = _quotas(config.songs, {name: len(refs) for name, refs in candidates.items()})
     chosen: dict[str, list[Piece]] = defaultdict(list)
+    spare: dict[str, list[Piece]] = defaultdict(list)  # usable, beyond the quota
     unusable: list[tuple[PieceRef, str]] = []
     cursor = dict.fromkeys(quotas, 0)
     while True:
@@ -334,11 +335,20 @@ def _choose_pieces(config: WorldConfig, pool, cache: str, on_progress) -> tuple[
                 unusable.append((ref, result))
             elif len(chosen[ref.collection]) < quotas[ref.collection]:
                 chosen[ref.collection].append(result)
+            else:
+                spare[ref.collection].append(result)
         short = {n for n in quotas if len(chosen[n]) < quotas[n] and cursor[n] >= len(order[n])}
-        if short:
-            raise ParameterError(
-                f"not enough usable pieces in {', '.join(sorted(short))} for {config.songs} songs"
-            )
+        if short:  # fewer usable pieces than its share (a paper-size world): others take it
+            for name in short:
+                quotas[name] = len(chosen[name])
+            room = {
+                n: 0 if n in short else len(order[n]) - cursor[n] + len(spare[n]) for n in quotas
+            }
+            extra = _quotas(config.songs - sum(quotas.values()), room)
+            for name in quotas:
+                quotas[name] += extra[name]
+                while len(chosen[name]) < quotas[name] and spare[name]:
+                    chosen[name].append(spare[name].pop(0))
     # keep the seeded order within each collection, whatever order the workers finished
     rank = {ref.key: i for refs in order.values() for i, ref in enumerate(refs)}
     pieces = [p for name in quotas for p in sorted(chosen[name], key=lambda p: rank[p.ref.key])]
