@@ -177,7 +177,10 @@ def ap_and_auc(
     equal = torch.where(valid, equal, 1.0)
     above = (N + sign_sum - equal) / 2  # g_j
     share = ((k - above) / equal).clamp(0.0, 1.0)
-    relevant_through = ((relevant[:, None, :] >= relevant[:, :, None]) & valid[:, None, :]).sum(2)
+    # relevant songs scoring >= s_j: a binary search in the sorted relevant scores
+    # (ascending once negated; the padding, +inf there, is never counted)
+    descending = -relevant
+    relevant_through = torch.searchsorted(descending, descending, right=True)
     precision = relevant_through / (above + equal)
     # summed in slot order, so a user's AP does not depend on the padding of its block
     ap = torch.where(valid, share * precision, 0.0).cumsum(1)[:, -1] / n_pos.clamp(max=k)
