@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from coldtune import content
 from coldtune.cf.algebra import confidence
 from coldtune.content.base import TrainingSet
-from coldtune.content.bow import PCA, PCARidge, _ridge
+from coldtune.content.bow import PCA, BagOfWords, PCARidge, _ridge
 from coldtune.content.configs import BowConfig
 from coldtune.errors import ParameterError, WorkspaceError
 
@@ -142,6 +142,20 @@ def test_the_registry_names_each_row_and_its_label():
         ParameterError, match="--hidden does not apply to cnn; it takes .*--architecture"
     ):
         content.make_config("cnn", hidden=5)
+
+
+def test_word_frequencies_are_each_frames_nearest_word_by_hand(rng):
+    """Songs are searched in batches of frames (one longer than a batch alone, batches
+    that end at a song's end): each song's frequencies are still those of its own
+    frames' nearest codewords, counted by brute force."""
+    bag = BagOfWords(BowConfig(words=16, frames_per_song=64))
+    songs = [rng.standard_normal((n, 13)) for n in (70_000, 300, 1, 40_000, 30_000, 9)]
+    bag.fit(songs)
+    got = bag.transform(songs)
+    for frames, row in zip(songs, got, strict=True):
+        x = (frames.astype(np.float32) - bag.mean_) / bag.scale_
+        nearest = ((x[:, None, :] - bag.codebook_[None]) ** 2).sum(2).argmin(1)
+        np.testing.assert_allclose(row, np.bincount(nearest, minlength=16) / len(frames), atol=1e-7)
 
 
 def test_bow_linear_with_unit_targets_regresses_onto_the_unit_factors(world):

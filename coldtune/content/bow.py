@@ -105,11 +105,23 @@ class BagOfWords:
 
         index = faiss.IndexFlatL2(self.codebook_.shape[1])
         index.add(self.codebook_)
-        out = np.zeros((len(songs_frames), self.config.words), dtype=np.float32)
-        for i, frames in enumerate(songs_frames):
-            data = ((frames.astype(np.float32) - self.mean_) / self.scale_).astype(np.float32)
+        n_words = self.config.words
+        out = np.zeros((len(songs_frames), n_words), dtype=np.float32)
+        lo = 0
+        while lo < len(songs_frames):  # songs in batches of about 2^16 frames, one search each
+            hi, rows = lo, 0
+            while hi < len(songs_frames) and (hi == lo or rows + len(songs_frames[hi]) <= 1 << 16):
+                rows += len(songs_frames[hi])
+                hi += 1
+            batch = songs_frames[lo:hi]
+            data = np.concatenate([f.astype(np.float32) for f in batch])
+            data = ((data - self.mean_) / self.scale_).astype(np.float32)
             _, words = index.search(np.ascontiguousarray(data), 1)
-            out[i] = np.bincount(words[:, 0], minlength=self.config.words) / len(frames)
+            lengths = np.array([len(f) for f in batch])
+            song = np.repeat(np.arange(hi - lo), lengths)
+            counts = np.bincount(song * n_words + words[:, 0], minlength=(hi - lo) * n_words)
+            out[lo:hi] = counts.reshape(hi - lo, n_words) / lengths[:, None]
+            lo = hi
         return out
 
 
