@@ -1,4 +1,4 @@
-"""Similar songs and recommendations at a million songs: exact search vs faiss's HNSW.
+"""Similar songs and recommendations at a million songs: exact search vs faiss's IVF.
 
     python benchmarks/bench_index.py --songs 1000000 --factors 50 --service
     python benchmarks/bench_index.py --songs 200000 --factors 400
@@ -8,16 +8,17 @@ N(0, `--spread`^2) noise (`--clusters 0`: isotropic Gaussian songs, the hardest 
 for any graph); users N(0, 1); training plays as in bench_recommend_all.py (a geometric
 number per user, the Taste Profile's mean); the last 10 % of songs are cold. The
 catalogue is built from these arrays directly (no workspace: a million-song workspace
-would need a million clips), with `index="approximate"`.
+would need a million clips), with `index="approximate"` (coldtune.index: an inverted
+file of about sqrt(songs) groups, the candidates re-scored exactly).
 
 For the usage space (`similar`) and the scoring space (`recommend`), in this process:
-the graph's build time and the growth of the resident set it caused, then for
+the index's build time and the growth of the resident set it caused, then for
 `--queries` random songs (their own row excluded) and users (their plays excluded),
-at each `--ef` (HNSW's efSearch): recall@10 of the answer against the exact one and the
-latency per query, one thread, beside the exact search's (the product with every row
-and top_k, what `index="exact"` does).
+at each `--probed` share of the groups scanned: recall@10 of the answer against the
+exact one and the latency per query, one thread, beside the exact search's (the
+product with every row and top_k, what `index="exact"` does).
 
-With `--service`, the catalogue (its graphs built) is handed to the service in a forked
+With `--service`, the catalogue (its indexes built) is handed to the service in a forked
 process (uvicorn on 127.0.0.1, as `coldtune serve` runs it), and one keep-alive client
 asks GET /api/songs/{song}/similar?n=10 (both spaces) and
 GET /api/users/{user}/recommendations?n=20 for `--seconds` each: p50 and p99, once
@@ -40,7 +41,7 @@ from bench_serve import free_port, run_clients, summary
 from common import command, machine
 
 from coldtune.catalogue import Catalogue
-from coldtune.index import EF_SEARCH
+from coldtune.index import PROBED, RANKING_PROBED
 
 
 def resident_gib() -> float:
@@ -89,16 +90,18 @@ def generated_catalogue(args, factors: int, index: str) -> Catalogue:
     )
 
 
-def measure_space(name: str, index, queries: list, efs: list[int]) -> None:
-    """Build the graph, then recall@10 and latency of exact vs graph at each efSearch."""
+def measure_space(name: str, index, queries: list, shares: list[float]) -> None:
+    """Build the index, then recall@10 and latency of exact vs approximate at each share
+    of the groups scanned."""
     import faiss
     from threadpoolctl import threadpool_limits
 
     before, start = resident_gib(), time.perf_counter()
-    index.graph  # noqa: B018 (built on first use)
+    index.groups  # noqa: B018 (built on first use)
     build = time.perf_counter() - start
     print(
-        f"\n{name}: {len(index._rows):,} rows x {index.factors.shape[1]}, graph built in "
+        f"\n{name}: {len(index._rows):,} rows x {index.factors.shape[1]}, "
+        f"{index.groups.nlist:,} groups built in "
         f"{build:.1f} s, resident set +{resident_gib() - before:.2f} GiB "
         f"(now {resident_gib():.2f} GiB)"
     )
@@ -110,14 +113,14 @@ def measure_space(name: str, index, queries: list, efs: list[int]) -> None:
             rows, _ = index.exact(query, 10, exclude=exclude)
             exact_ms.append((time.perf_counter() - start) * 1000)
             truth.append(set(rows.tolist()))
-        print(f"| {name} | efSearch | recall@10 | p50 ms | p99 ms |")
+        print(f"| {name} | groups scanned | recall@10 | p50 ms | p99 ms |")
         print("| --- | ---: | ---: | ---: | ---: |")
         print(
             f"| exact | - | 1.000 | {np.percentile(exact_ms, 50):.2f} | "
             f"{np.percentile(exact_ms, 99):.2f} |"
         )
-        for ef in efs:
-            index.ef_search = ef
+        for share in shares:
+            index.probed = share
             recalls, graph_ms = [], []
             for (query, exclude), right in zip(queries, truth, strict=True):
                 start = time.perf_counter()
@@ -125,7 +128,8 @@ def measure_space(name: str, index, queries: list, efs: list[int]) -> None:
                 graph_ms.append((time.perf_counter() - start) * 1000)
                 recalls.append(len(right & set(rows.tolist())) / max(len(right), 1))
             print(
-                f"| hnsw | {ef} | {statistics.mean(recalls):.3f} (min {min(recalls):.1f}) | "
+                f"| ivf | {index.probes} ({share:g}) | "
+                f"{statistics.mean(recalls):.3f} (min {min(recalls):.1f}) | "
                 f"{np.percentile(graph_ms, 50):.2f} | {np.percentile(graph_ms, 99):.2f} |"
             )
     faiss.omp_set_num_threads(os.cpu_count() or 1)
@@ -190,7 +194,7 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=2_000)
     parser.add_argument("--spread", type=float, default=1.0)
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256, 512])
+    parser.add_argument("--probed", type=float, nargs="+", default=[0.0625, 0.125, 0.25])
     parser.add_argument("--service", action="store_true")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
@@ -211,7 +215,7 @@ def main() -> None:
             "usage (similar)",
             catalogue._usage_index,
             [(catalogue._usage_unit[r], np.array([r])) for r in songs],
-            args.ef,
+            args.probed,
         )
         measure_space(
             "scoring (recommend)",
@@ -220,15 +224,15 @@ def main() -> None:
                 (catalogue.user_factors[u], plays.indices[plays.indptr[u] : plays.indptr[u + 1]])
                 for u in users
             ],
-            args.ef,
+            args.probed,
         )
-        if args.service:
-            catalogue._usage_index.ef_search = catalogue._scoring_index.ef_search = EF_SEARCH
+        if args.service:  # the catalogue's own shares
+            catalogue._usage_index.probed = PROBED
+            catalogue._scoring_index.probed = RANKING_PROBED
             # predicted factors are the usage ones here (and every song has audio), so the
-            # predicted space's rows are the usage space's: its graph is shared, not built
-            # a third time (minutes at a million songs)
+            # predicted space's rows are the usage space's: its index is shared
             assert np.array_equal(catalogue._predicted_unit, catalogue._usage_unit)
-            catalogue._predicted_index.__dict__["graph"] = catalogue._usage_index.graph
+            catalogue._predicted_index.__dict__["groups"] = catalogue._usage_index.groups
             print(f"\n| catalogue | route | requests in {args.seconds:g} s | p50 ms | p99 ms |")
             print("| --- | --- | ---: | ---: | ---: |")
             measure_service(catalogue, "approximate", args.seconds)

@@ -41,7 +41,7 @@ from coldtune.audio.store import extract_clip
 from coldtune.data.ids import IdMap
 from coldtune.errors import NotFoundError, ParameterError, WorkspaceError
 from coldtune.eval.similar import gram, top_k, unit_rows, usage_embedding
-from coldtune.index import RANKING_EF_SEARCH, SongIndex
+from coldtune.index import RANKING_PROBED, SongIndex
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_:\-])*\.?$")
 """What a song or user id may look like: letters, digits, `_ . : -`, starting with a
@@ -162,7 +162,7 @@ class Catalogue:
             with the song factors fixed; None: `recommend_for_plays` refuses).
         source : where the catalogue came from, for messages (a workspace folder).
         index : how songs (and listeners) are searched: "exact" (the product with every
-            row), "approximate" (faiss HNSW, re-scored exactly; coldtune.index) or "auto"
+            row), "approximate" (faiss IVF, re-scored exactly; coldtune.index) or "auto"
             (approximate from `coldtune.index.EXACT_BELOW` rows). Built on first use.
         """
         n_songs, n_users = len(song_ids), len(user_ids)
@@ -295,8 +295,8 @@ class Catalogue:
         rows, scores = index.search(query, n, exclude=exclude)
         return [Neighbour(int(i), float(s)) for i, s in zip(rows, scores, strict=True)]
 
-    # one index per question; each is built on its first question (faiss's graph at a
-    # million songs takes minutes), and only if the catalogue is large (see `index`)
+    # one index per question; each is built on its first question (faiss's inverted file
+    # at a million songs takes seconds), and only if the catalogue is large (see `index`)
 
     @cached_property
     def _usage_index(self) -> SongIndex:
@@ -308,19 +308,19 @@ class Catalogue:
 
     @cached_property
     def _scoring_index(self) -> SongIndex:
-        return SongIndex(self.scoring_factors, kind=self.index, ef_search=RANKING_EF_SEARCH)
+        return SongIndex(self.scoring_factors, kind=self.index, probed=RANKING_PROBED)
 
     @cached_property
     def _cold_scoring_index(self) -> SongIndex:
-        # `cold_only` excludes every warm song: a graph of the cold songs alone, so that
+        # `cold_only` excludes every warm song: an index of the cold songs alone, so that
         # the exclusions left are the user's plays only
         return SongIndex(
-            self.scoring_factors, allowed=self.cold, kind=self.index, ef_search=RANKING_EF_SEARCH
+            self.scoring_factors, allowed=self.cold, kind=self.index, probed=RANKING_PROBED
         )
 
     @cached_property
     def _listener_index(self) -> SongIndex:
-        return SongIndex(self.predicted_user_factors, kind=self.index, ef_search=RANKING_EF_SEARCH)
+        return SongIndex(self.predicted_user_factors, kind=self.index, probed=RANKING_PROBED)
 
     # ----------------------------------------------------------------- users
 

@@ -8,11 +8,12 @@ question, and a service wants less. `SongIndex` answers both ways:
 
 - exact: `top_k(factors @ query)`, the very arithmetic the catalogue has always done
   (the same rows, in the same order, with the same scores);
-- approximate: faiss's HNSW graph (Malkov and Yashunin 2018) with the inner product,
-  asked for more candidates than wanted; the candidates are scored exactly again, the
-  excluded ones dropped, and ranked as `top_k` ranks. Where too few candidates are
-  left (many exclusions, a graph search that came back short), the exact answer is
-  given instead, so exclusions hold whatever the graph does.
+- approximate: faiss's inverted file (IVF-Flat: the rows grouped around k-means
+  centres by inner product; a query scans the rows of the groups whose centres score
+  highest), asked for more candidates than wanted; the candidates are scored exactly
+  again, the excluded ones dropped, and ranked as `top_k` ranks. Where too few
+  candidates are left (many exclusions, a search that came back short), the exact
+  answer is given instead, so exclusions hold whatever the index does.
 
 `kind="auto"` is exact below `EXACT_BELOW` rows and approximate from there.
 faiss is imported when an approximate index is first built, never before.
@@ -33,31 +34,33 @@ EXACT_BELOW = 200_000
 """Rows below which `auto` searches exactly. Measured on the 2 shared cores of the
 development machine, 50 factors: the exact product and top n take about 1.6 ms a query
 at 50,000 rows (numpy), faiss's flat index 3.6-5.3 ms at 200,000, so below this a
-`similar` (two searches) stays well inside a 20 ms budget, exactly, and with no graph
-to build (one takes about 13 s at 50,000 rows there, minutes at a million)."""
+`similar` (two searches) stays well inside a 20 ms budget, exactly, and with no index
+to build."""
 
-HNSW_M = 32
-"""Neighbours per node of the HNSW graph: faiss's usual 32. Memory is M x 8 bytes
-per row on top of the float32 factors (256 MB for a million rows)."""
+PROBED = 0.125
+"""Share of the inverted file's groups a query scans, for unit rows (`similar`'s usage
+and predicted spaces); the groups number about sqrt(rows) (1,000 at a million).
+Measured at a million clustered songs x 50 (bench_index.py's generator: 2,000 centres,
+spread 1), recall@10 of the re-ranked answer against the exact one: 0.957 scanning 64
+of 1,024 groups, 0.982 with 128, 0.997 with 256 (docs/benchmarks.md)."""
 
-EF_CONSTRUCTION = 40
-"""Candidate list while building the graph: faiss's default."""
-
-EF_SEARCH = 256
-"""Candidate list while searching (at least the number of candidates asked for), for
-unit rows (`similar`'s usage and predicted spaces). Measured (benchmarks/bench_index.py,
-docs/benchmarks.md), recall@10 of the re-ranked answer: at 200,000 isotropic Gaussian
-unit rows x 50 (the hardest case for `similar`), 0.89 with 128 and 0.97 with 256; at
-200,000 clustered songs x 50, `similar` 0.986 with 128 and 0.994 with 256."""
-
-RANKING_EF_SEARCH = 512
+RANKING_PROBED = 0.25
 """The same for raw inner products (`recommend`'s scoring factors and `listeners`),
-whose rows differ in length, which HNSW's graph serves less well: at 200,000 clustered
-songs x 50 and Gaussian users (bench_index.py's defaults), recall@10 0.800 with 128,
-0.914-0.921 with 256, 0.973 with 512 and 0.993 with 1,024 (one scratch run of the same
-generator, efConstruction 40; docs/benchmarks.md). 512 is the least that reaches 0.95.
-The usual reduction of inner product to cosine (an extra coordinate sqrt(M^2 - |y|^2)
-per row) did worse on such data in that run (0.45 with 256 at 100,000 songs)."""
+whose rows differ in length: at a million songs as above and Gaussian users, 0.867
+scanning 64 of 1,024 groups, 0.936 with 128 and 0.981 with 256. faiss's HNSW graph,
+used before, reached 0.818 there with efSearch 512 after a build of 109 s (the
+inverted file: 9 s)."""
+
+
+MIN_SCANNED = 4096
+"""Rows a query scans at the least, whatever `probed` says: every row of a small
+catalogue, so that there the answer is the exact one."""
+
+
+def _groups(n_rows: int) -> int:
+    """Groups of the inverted file: about the square root of the rows (faiss's usual
+    order), so a query's scan of the centres costs no more than that of one group."""
+    return max(1, int(round(np.sqrt(n_rows))))
 
 
 class SongIndex:
@@ -68,7 +71,7 @@ class SongIndex:
         Rows with a non-finite factor are never returned by the approximate path; the
         exact one gives them a NaN score, which `top_k` never ranks.
     kind : "exact", "approximate", or "auto" (approximate from `exact_below` allowed rows).
-    ef_search : HNSW's candidate list when searching.
+    probed : share of the inverted file's groups a query scans, in (0, 1].
     """
 
     def __init__(
@@ -78,7 +81,7 @@ class SongIndex:
         allowed: np.ndarray | None = None,
         kind: str = "auto",
         exact_below: int = EXACT_BELOW,
-        ef_search: int = EF_SEARCH,
+        probed: float = PROBED,
     ):
         if kind not in KINDS:
             raise ParameterError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -95,7 +98,9 @@ class SongIndex:
         self.kind = kind
         if kind == "auto":
             self.kind = "approximate" if self.n_allowed >= exact_below else "exact"
-        self.ef_search = ef_search
+        if not 0 < probed <= 1:
+            raise ParameterError(f"probed must be in (0, 1], got {probed!r}")
+        self.probed = probed
 
     def __len__(self) -> int:
         return len(self.factors)
@@ -117,7 +122,7 @@ class SongIndex:
         exclude = np.zeros(0, dtype=np.int64) if exclude is None else np.asarray(exclude)
         exclude = exclude.astype(np.int64, copy=False)
         if self.approximate:
-            found = self._search_graph(query, n, exclude)
+            found = self._search_groups(query, n, exclude)
             if found is not None:
                 return found
         return self.exact(query, n, exclude=exclude)
@@ -146,42 +151,53 @@ class SongIndex:
         rows = top_k(scores, n, exclude=exclude)
         return rows, scores[rows]
 
-    # ------------------------------------------------------------------ the graph
+    # ------------------------------------------------------------------ the inverted file
 
     @cached_property
     def _rows(self) -> np.ndarray:
-        """Catalogue row of each of the graph's nodes: the allowed rows with finite factors."""
+        """Catalogue row of each of the index's entries: the allowed rows with finite factors."""
         usable = np.isfinite(self.factors).all(axis=1)
         if self.allowed is not None:
             usable &= self.allowed
         return np.flatnonzero(usable)
 
     @cached_property
-    def graph(self):
-        """faiss.IndexHNSWFlat over the usable rows, float32, inner product (built once)."""
+    def groups(self):
+        """faiss.IndexIVFFlat over the usable rows, float32, inner product (built once:
+        k-means of the centres on up to 100 rows per group, then every row assigned)."""
         import faiss
 
-        graph = faiss.IndexHNSWFlat(self.factors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction = EF_CONSTRUCTION
-        graph.add(np.ascontiguousarray(self.factors[self._rows], dtype=np.float32))
-        return graph
+        data = np.ascontiguousarray(self.factors[self._rows], dtype=np.float32)
+        n_groups = _groups(len(data))
+        centres = faiss.IndexFlatIP(data.shape[1])
+        index = faiss.IndexIVFFlat(centres, data.shape[1], n_groups, faiss.METRIC_INNER_PRODUCT)
+        index.cp.max_points_per_centroid = 100  # k-means on a sample: seconds at 1M rows
+        index.cp.min_points_per_centroid = 1  # a few rows (a test, a small catalogue) too
+        index.train(data)
+        index.add(data)
+        return index
 
-    def _search_graph(self, query, n, exclude) -> tuple[np.ndarray, np.ndarray] | None:
-        """The graph's answer, re-scored exactly; None where it cannot be trusted to
-        hold n rows after the exclusions (the caller then searches exactly)."""
+    @property
+    def probes(self) -> int:
+        """Groups a query scans: `probed` of them, and at least MIN_SCANNED rows' worth."""
+        n_groups, n_rows = self.groups.nlist, max(1, len(self._rows))
+        least = int(np.ceil(MIN_SCANNED * n_groups / n_rows))
+        return min(n_groups, max(1, least, int(np.ceil(self.probed * n_groups))))
+
+    def _search_groups(self, query, n, exclude) -> tuple[np.ndarray, np.ndarray] | None:
+        """The inverted file's answer, re-scored exactly; None where it cannot be trusted
+        to hold n rows after the exclusions (the caller then searches exactly)."""
         rows = self._rows
         excluded = np.unique(exclude[np.isin(exclude, rows)]) if len(exclude) else exclude
         want = min(n, len(rows) - len(excluded))
         if want <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=self.factors.dtype)
         fetch = want + len(excluded)
-        if fetch > max(4 * self.ef_search, len(rows) // 4):
-            return None  # asking the graph for most of its nodes: the product is cheaper
-        graph = self.graph
-        graph.hnsw.efSearch = max(self.ef_search, fetch)
-        _, nodes = graph.search(np.ascontiguousarray(query[None, :], dtype=np.float32), fetch)
-        nodes = nodes[0][nodes[0] >= 0]
-        candidates = rows[nodes]
+        if fetch > max(1024, len(rows) // 4):
+            return None  # asking for most of the rows: the product is cheaper
+        self.groups.nprobe = self.probes
+        _, found = self.groups.search(np.ascontiguousarray(query[None, :], dtype=np.float32), fetch)
+        candidates = rows[found[0][found[0] >= 0]]
         if len(excluded):
             candidates = candidates[~np.isin(candidates, excluded)]
         if len(candidates) < want:

@@ -1,5 +1,5 @@
-"""SongIndex: exact below the threshold (today's answers, row for row), faiss's HNSW above
-it with recall@10 >= 0.95, exclusions honoured whichever way it searches."""
+"""SongIndex: exact below the threshold (today's answers, row for row), faiss's inverted
+file above it with recall@10 >= 0.95, exclusions honoured whichever way it searches."""
 
 import subprocess
 import sys
@@ -22,11 +22,11 @@ def clustered(n, k, rng, *, clusters=200, spread=0.5):
 
 @pytest.fixture(scope="module")
 def large():
-    """20,000 clustered songs x 50 and their graph (a few seconds to build)."""
+    """20,000 clustered songs x 50 and their inverted file (a second to build)."""
     factors = clustered(20_000, 50, np.random.default_rng(0))
     index = SongIndex(factors, exact_below=10_000)
     assert index.approximate
-    index.graph  # noqa: B018
+    index.groups  # noqa: B018
     return index
 
 
@@ -42,7 +42,7 @@ def test_auto_is_exact_below_the_threshold_and_approximate_from_it():
         SongIndex(factors).search(np.zeros(4), 2)
 
 
-def test_recall_at_10_of_the_graph_is_at_least_095(large):
+def test_recall_at_10_of_the_inverted_file_is_at_least_095(large):
     rng = np.random.default_rng(1)
     recalls = []
     for row in rng.integers(0, len(large), size=200):
@@ -54,14 +54,14 @@ def test_recall_at_10_of_the_graph_is_at_least_095(large):
     assert np.mean(recalls) >= 0.95
 
 
-def test_the_graphs_scores_are_exact_and_ranked_as_top_k_ranks(large):
+def test_the_approximate_scores_are_exact_and_ranked_as_top_k_ranks(large):
     query = large.factors[5]
     rows, scores = large.search(query, 20)
     np.testing.assert_array_equal(scores, large.factors[rows] @ query)
     assert list(rows) == sorted(rows, key=lambda r: (-float(large.factors[r] @ query), r))
 
 
-def test_exclusions_hold_on_the_graph_and_many_fall_back_to_exact(large):
+def test_exclusions_hold_approximately_and_many_fall_back_to_exact(large):
     query = large.factors[7]
     best, _ = large.exact(query, 50)
     # the true top 30 excluded: the answer is the exact one's next ten
@@ -159,9 +159,9 @@ def test_below_the_threshold_the_catalogue_answers_as_it_always_did(catalogues):
     assert [u for u, _ in catalogue.listeners(y, n=5)] == list(top_k(scores, 5))
 
 
-def test_a_catalogue_forced_onto_the_graph_gives_the_same_songs(catalogues):
-    # 150 songs: the graph search with efSearch 256 visits every node, so the answer
-    # must be the exact one; what is tested is the plumbing (spaces, exclusions)
+def test_a_catalogue_forced_onto_the_inverted_file_gives_the_same_songs(catalogues):
+    # 150 songs: a query scans at least MIN_SCANNED rows, so every row here, and the
+    # answer must be the exact one; what is tested is the plumbing (spaces, exclusions)
     exact, approximate = catalogues
     assert approximate._usage_index.approximate and approximate._cold_scoring_index.approximate
     for row in (0, 7, 140):
