@@ -9,8 +9,10 @@ A step is one optimiser step on one batch as `CNN.fit` makes it: `batch_size` so
 backward, AdamW). Timed, interleaved, medians of `--repeats`:
 
 - variants of the step on fixed inputs (model alone): the default (CNNConfig's
-  precision, torch's threads), fp32 (where the default is bf16), one thread, and
-  `torch.compile` of the network
+  precision, torch's threads, the convolutions as matrix products in the frames-major
+  layout), the Conv1d modules on the channels-first transpose (what every CPU ran
+  before), fp32 (where the default is bf16), one thread, and `torch.compile` of the
+  network
   (inductor; its compile time is printed apart);
 - the pipeline: the same default step with each batch read from the workspace's
   feature store, either by `_read_ahead` (the next batch read in a thread during this
@@ -68,11 +70,14 @@ def main() -> None:
     device = torch.device("cpu")
     threads = torch.get_num_threads()
 
-    def trainer(*, precision: str, compiled: bool = False, one_thread: bool = False):
+    def trainer(
+        *, precision: str, compiled: bool = False, one_thread: bool = False, conv1d: bool = False
+    ):
         torch.manual_seed(0)
         network = build_cnn(
             NetworkConfig(architecture=config.architecture, n_mels=n_mels, dropout=config.dropout)
         )
+        network.frames_major_on_cpu = not conv1d
         network.train()
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate)
         forward = torch.compile(network) if compiled else network
@@ -119,6 +124,9 @@ def main() -> None:
             read(rows, read_rng)
 
     runs = {f"model alone, {precision} (the default)": default_run}
+    runs[f"model alone, {precision}, Conv1d modules (before)"] = trainer(
+        precision=precision, conv1d=True
+    )[1]
     if precision != "fp32":  # "auto" chose bf16: what it gains
         runs["model alone, fp32"] = trainer(precision="fp32")[1]
     runs[f"model alone, {precision}, 1 thread"] = trainer(precision=precision, one_thread=True)[1]

@@ -10,6 +10,7 @@ from coldtune.content.cnn import (
     WINDOW_FRAMES,
     NetworkConfig,
     build_cnn,
+    frames_major,
     predict_clip,
 )
 from coldtune.errors import ParameterError
@@ -24,6 +25,59 @@ def test_a_batch_of_windows_gives_factors(architecture):
     assert out.shape == (5, 7)
     out.sum().backward()  # every parameter is reached
     assert all(p.grad is not None for p in model.parameters())
+
+
+def _channels_first_reference(model, windows):
+    """The network as the Conv1d modules compute it on (B, n_mels, frames): what the
+    frames-major path must equal."""
+    x = ((windows - model.input_mean) / model.input_std).transpose(1, 2)
+    h = model.features(x)  # (B, channels, frames')
+    if isinstance(model.head[0], torch.nn.Flatten):  # the paper's net: channel by channel
+        return model.head(h)
+    return model.head(torch.cat([h.mean(2), h.amax(2), h.square().mean(2).sqrt()], 1))
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("architecture", list(CNN_ARCHITECTURES))
+def test_the_frames_major_convolutions_are_the_conv1d_modules(architecture, batch_norm):
+    """On a CPU the convolutions run as matrix products in the windows' frames-major
+    layout; values, gradients and batch norm's running statistics are those of the
+    Conv1d, BatchNorm1d and MaxPool1d modules the weights belong to. 133 frames leave a
+    tail at each pooling (129 -> 32 -> 29 -> 14 -> 11 -> 5 -> 2)."""
+    import copy
+
+    torch.manual_seed(0)
+    config = NetworkConfig(
+        architecture=architecture, factors=6, window_frames=133, batch_norm=batch_norm
+    )
+    model = build_cnn(config).train()
+    model.set_input_scale(np.full(128, 0.5), np.full(128, 2.0))
+    reference = copy.deepcopy(model)
+    windows = torch.randn(6, 133, 128)
+    upstream = torch.randn(6, 6)
+
+    out = model(windows)
+    expected = _channels_first_reference(reference, windows)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    (out * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
+    for (name, b), c in zip(model.named_buffers(), reference.buffers(), strict=True):
+        torch.testing.assert_close(b, c, msg=name)
+
+    x = torch.randn(3, 133, 128)
+    torch.testing.assert_close(
+        frames_major(model.features.eval(), x),
+        model.features(x.transpose(1, 2)).transpose(1, 2),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_frames_major_names_a_layer_it_cannot_run():
+    with pytest.raises(TypeError, match="not Tanh"):
+        frames_major(torch.nn.Sequential(torch.nn.Tanh()), torch.randn(1, 8, 3))
 
 
 @pytest.mark.parametrize("architecture", list(CNN_ARCHITECTURES))

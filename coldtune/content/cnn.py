@@ -93,6 +93,9 @@ class NetworkConfig:
 class _Standardised(nn.Module):
     """Holds the input scale as buffers, so that it is saved with the weights."""
 
+    # False: the Conv1d modules on a CPU too (what benchmarks/bench_cnn_train.py compares)
+    frames_major_on_cpu = True
+
     def __init__(self, n_mels: int):
         super().__init__()
         self.register_buffer("input_mean", torch.zeros(n_mels))
@@ -103,10 +106,15 @@ class _Standardised(nn.Module):
         self.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.input_std.copy_(torch.as_tensor(np.maximum(std, 1e-3), dtype=torch.float32))
 
-    def _channels_first(self, windows: torch.Tensor) -> torch.Tensor:
-        # (B, frames, n_mels) -> (B, n_mels, frames): the bands are the channels
+    def _over_time(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [shape=(B, frames, n_mels)] -> the convolutions' output
+        [shape=(B, frames', channels)]: on a CPU in the windows' own frames-major layout
+        (`frames_major`), elsewhere by the Conv1d modules on the channels-first
+        transpose (the bands are the channels)."""
         x = (windows.float() - self.input_mean) / self.input_std
-        return x.transpose(1, 2)
+        if x.device.type == "cpu" and self.frames_major_on_cpu:
+            return frames_major(self.features, x)
+        return self.features(x.transpose(1, 2)).transpose(1, 2)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """windows [shape=(B, frames, n_mels)] -> factors [shape=(B, factors)]"""
@@ -135,6 +143,58 @@ def _convolutions(
     return nn.Sequential(*layers)
 
 
+def _conv_frames_major(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    # each output frame's k input frames one after the other (k x C numbers that lie
+    # together in memory, so gathering them is a plain copy), then one matrix product
+    # for the whole batch, with conv.weight [shape=(out, C, k)] laid out tap by tap
+    assert conv.stride == (1,) and conv.padding == (0,) and conv.dilation == (1,), conv
+    taps = x.unfold(1, conv.kernel_size[0], 1).transpose(2, 3)  # (B, T - k + 1, k, C)
+    b, t = taps.shape[:2]
+    rows = taps.reshape(b * t, -1)
+    weight = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1).t()
+    y = rows @ weight if conv.bias is None else torch.addmm(conv.bias, rows, weight)
+    return y.view(b, t, -1)
+
+
+def _batch_norm_frames_major(norm: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    # per channel over the batch and the frames, as on (B, C, T); the same running stats
+    return norm(x.reshape(-1, x.shape[-1])).view_as(x)
+
+
+def _pool_frames_major(pool: nn.MaxPool1d, x: torch.Tensor) -> torch.Tensor:
+    # windows of `size` frames side by side, the tail shorter than one left out
+    size = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
+    t = x.shape[1] // size
+    return x[:, : t * size].unflatten(1, (t, size)).amax(dim=2)
+
+
+_FRAMES_MAJOR = {
+    nn.Conv1d: _conv_frames_major,
+    nn.BatchNorm1d: _batch_norm_frames_major,
+    nn.ReLU: lambda _, x: torch.relu(x),
+    nn.MaxPool1d: _pool_frames_major,
+}
+
+
+def frames_major(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`layers` (built by `_convolutions`) applied to x [shape=(B, frames, channels)],
+    the same function as `layers(x.transpose(1, 2)).transpose(1, 2)` with the same
+    weights. Each convolution is one matrix product over all the batch's frames, which
+    a CPU's BLAS computes near its peak where oneDNN's 1-D convolutions, and above all
+    their backward pass, are not: training the small network on 2 cores, 1,196 against
+    1,029 windows/s, 1.16x (docs/benchmarks.md, "CNN training on a CPU")."""
+    for layer in layers:
+        run = _FRAMES_MAJOR.get(type(layer))
+        if run is None:
+            known = ", ".join(kind.__name__ for kind in _FRAMES_MAJOR)
+            raise TypeError(
+                f"frames_major runs {known} layers, not {type(layer).__name__}: "
+                "add it to _FRAMES_MAJOR or call the layers on the channels-first input"
+            )
+        x = run(layer, x)
+    return x
+
+
 class PaperCNN(_Standardised):
     def __init__(self, config: NetworkConfig):
         super().__init__(config.n_mels)
@@ -152,7 +212,8 @@ class PaperCNN(_Standardised):
         )
 
     def _pooled(self, windows: torch.Tensor) -> torch.Tensor:
-        return self.features(self._channels_first(windows))
+        # flattened channel by channel, as the Conv1d layout lays the weights out
+        return self._over_time(windows).transpose(1, 2)
 
 
 class GlobalPoolingCNN(_Standardised):
@@ -172,8 +233,8 @@ class GlobalPoolingCNN(_Standardised):
         )
 
     def _pooled(self, windows: torch.Tensor) -> torch.Tensor:
-        h = self.features(self._channels_first(windows))  # (B, 512, T')
-        return torch.cat([h.mean(dim=2), h.amax(dim=2), h.square().mean(dim=2).sqrt()], dim=1)
+        h = self._over_time(windows)  # (B, T', 512)
+        return torch.cat([h.mean(dim=1), h.amax(dim=1), h.square().mean(dim=1).sqrt()], dim=1)
 
 
 class SmallCNN(GlobalPoolingCNN):
