@@ -53,6 +53,10 @@ def test_presets_are_the_papers_settings():
         "metadata",
     ]
     assert [run.row for run in full.models] == rows
+    # at paper size the CNN may train for 60 epochs (the validation songs stop it)
+    for preset in (subset, full):
+        cnn = [dict(run.options) for run in preset.models if run.model == "cnn"]
+        assert [(c["max_epochs"], c["patience"]) for c in cnn] == [(60, 10)] * 3
     seeded = experiment_config("paper-subset", seed=3, backend="torch")
     assert (seeded.split.seed, seeded.wmf.seed, seeded.wmf.backend) == (3, 3, "torch")
     with pytest.raises(ParameterError, match="preset must be one of"):

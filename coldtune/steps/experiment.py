@@ -109,17 +109,20 @@ EXPERIMENTS: dict[str, ExperimentConfig] = {
     ),
     # Table 2: 9,330 most popular songs, 20,000 users, 1,881 cold songs, 50 factors; the
     # paper's rows, then the demo's two unit rows (the CNN's setting chosen on the demo
-    # world's warm songs, unchanged)
+    # world's warm songs, unchanged). The CNN may train for 60 epochs, patience 10: with
+    # 30, the warm validation songs' best epoch was 22, 23 and 27 on seeds 0-2 of the
+    # paper-size world, still rising (docs/experiment.md), so the cap, not the
+    # validation songs, ended training; the validation songs still choose when to stop.
     "paper-subset": ExperimentConfig(
         split=SPLIT_PRESETS["paper-subset"],
         wmf=WMFConfig(factors=50),
-        models=_table2_models(unit_rows=True),
+        models=_table2_models(unit_rows=True, max_epochs=60, patience=10),
     ),
     # Table 3: every song with a clip, every user, 46,728 cold songs, 400 factors
     "paper-full": ExperimentConfig(
         split=SPLIT_PRESETS["paper-full"],
         wmf=WMFConfig(factors=400),
-        models=_table2_models(unit_rows=True),
+        models=_table2_models(unit_rows=True, max_epochs=60, patience=10),
     ),
 }
 
