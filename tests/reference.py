@@ -39,3 +39,16 @@ def als_dense(plays, X, Y, alpha, epsilon, regularization, iterations):
         Y = least_squares_rows(plays.T, X, alpha, epsilon, regularization)
         objectives.append(objective_dense(plays, X, Y, alpha, epsilon, regularization))
     return X, Y, objectives
+
+
+def piece_notes_music21(score) -> np.ndarray:
+    # music21 as documented: ties merged in a copy of the score, then every sounding note
+    # of the flattened copy as (onset, duration, pitch), sorted by onset then pitch
+    rows = [
+        (float(n.offset), float(n.quarterLength), float(p.midi))
+        for n in score.stripTies().flatten().notes
+        if float(n.quarterLength) > 0
+        for p in n.pitches
+    ]
+    notes = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    return notes[np.lexsort((notes[:, 2], notes[:, 0]))]

@@ -326,6 +326,30 @@ def test_corpus_pieces_parse_with_their_metadata():
     assert reel.tune_type == "reel"
 
 
+@pytest.mark.parametrize(
+    ("collection", "number"),
+    [("oneills1850", 0), ("essenFolksong", 5), ("bach", 2)],
+)
+def test_parsed_notes_and_metadata_equal_music21_read_plainly(collection, number):
+    # parse_piece skips the ABC reader's beaming and merges ties in place, not in a copy:
+    # the notes must be music21's own, and the meter and mode read before the merge
+    from music21 import converter, stream
+    from reference import piece_notes_music21
+
+    ref = corpus.list_pieces(collection)[number]
+    piece = corpus.parse_piece(ref)
+    assert "makeBeams" not in stream.Part.__dict__  # the ABC reader beams again
+    spec = corpus.COLLECTIONS[collection]
+    if spec.abc:
+        score = converter.parse(corpus._abc_file(ref.path)[ref.number], format="abc")
+    else:
+        score = converter.parse(corpus.corpus_root() / ref.path)
+    np.testing.assert_array_equal(piece.notes, piece_notes_music21(score))
+    if not spec.abc:
+        assert piece.meter == (corpus._score_meter(score) or "4/4")
+        assert piece.mode == corpus._score_mode(score)
+
+
 def test_unusable_pieces_say_why(monkeypatch):
     monkeypatch.setattr(corpus, "_abc_file", lambda path: {1: "X:1\nT:Empty\nK:C\n"})
     with pytest.raises(corpus.PieceUnusable, match="only 0 notes"):

@@ -14,6 +14,8 @@ fields where they exist (ABC's T:, R:, M:, K:, O:), else from the score.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -242,9 +244,11 @@ def _abc_tempo(q: str | None) -> float | None:
 
 
 def _notes(score) -> np.ndarray:
-    """(onset, duration, pitch) of every sounding note, ties merged, grace notes dropped."""
+    """(onset, duration, pitch) of every sounding note, ties merged, grace notes dropped.
+    Merges the ties in `score` itself: a copy (music21's default) was half of the parse."""
     rows = []
-    for element in score.stripTies().flatten().notes:
+    score.stripTies(inPlace=True)
+    for element in score.flatten().notes:
         duration = float(element.quarterLength)
         if duration <= 0:  # grace notes have no duration of their own
             continue
@@ -274,6 +278,21 @@ def _score_mode(score) -> str:
     return analysed.mode if analysed.mode in ("major", "minor") else "major"
 
 
+@contextmanager
+def _without_beams() -> Iterator[None]:
+    """music21's ABC reader beams every part it reads (abcToStreamPart): notation
+    only, which leaves notes and offsets as they are, yet 40% of an ABC tune's parse.
+    Inside this block a Part's makeBeams does nothing."""
+    from music21 import stream
+
+    assert "makeBeams" not in stream.Part.__dict__, "music21 changed: Part has its own makeBeams"
+    stream.Part.makeBeams = lambda self, *args, **kwargs: None
+    try:
+        yield
+    finally:
+        del stream.Part.makeBeams
+
+
 def parse_piece(ref: PieceRef) -> Piece:
     """Parse one piece into notes and metadata, or raise PieceUnusable with the reason."""
     from music21 import converter
@@ -282,20 +301,13 @@ def parse_piece(ref: PieceRef) -> Piece:
     try:
         if spec.abc:
             text = _abc_file(ref.path)[ref.number]
-            score = converter.parse(text, format="abc")
+            with _without_beams():
+                score = converter.parse(text, format="abc")
         else:
             text = None
             score = converter.parse(corpus_root() / ref.path)
     except Exception as error:  # noqa: BLE001 - music21 raises many kinds; all mean "unusable"
         raise PieceUnusable(f"music21 cannot parse it: {type(error).__name__}: {error}") from None
-    try:
-        notes = _notes(score)
-    except Exception as error:  # noqa: BLE001
-        raise PieceUnusable(f"no notes: {type(error).__name__}: {error}") from None
-    if len(notes) < 8:
-        raise PieceUnusable(f"only {len(notes)} notes")
-    if not (0 <= notes[:, 2].min() and notes[:, 2].max() <= 127):
-        raise PieceUnusable("pitches outside MIDI's range")
     title = None
     if text is not None:
         title = _abc_field(text, "T")
@@ -308,6 +320,20 @@ def parse_piece(ref: PieceRef) -> Piece:
         tempo = _abc_tempo(_abc_field(text, "Q"))
     else:
         tune_type = region = meter_text = mode = tempo = None
+    # what the file does not say is read from the score before _notes merges its ties
+    try:
+        meter_text = meter_text or _score_meter(score) or "4/4"
+        mode = mode or _score_mode(score)
+    except Exception as error:  # noqa: BLE001
+        raise PieceUnusable(f"no meter or key: {type(error).__name__}: {error}") from None
+    try:
+        notes = _notes(score)
+    except Exception as error:  # noqa: BLE001
+        raise PieceUnusable(f"no notes: {type(error).__name__}: {error}") from None
+    if len(notes) < 8:
+        raise PieceUnusable(f"only {len(notes)} notes")
+    if not (0 <= notes[:, 2].min() and notes[:, 2].max() <= 127):
+        raise PieceUnusable("pitches outside MIDI's range")
     if title is None:
         title = getattr(score.metadata, "title", None) or ""
         title = re.sub(r"\s*--\s*\w+\s*$", "", str(title)).strip()
@@ -319,8 +345,8 @@ def parse_piece(ref: PieceRef) -> Piece:
         title=re.sub(r"\s+", " ", title.split(" -- ")[0]).strip(),
         tune_type=tune_type or spec.tune_type,
         region=region or spec.region,
-        meter=meter_text or _score_meter(score) or "4/4",
-        mode=mode or _score_mode(score),
+        meter=meter_text,
+        mode=mode,
         notes=notes,
         tempo_bpm=tempo,
     )
