@@ -183,6 +183,7 @@ class Catalogue:
         self.held_out_plays = sp.csr_matrix(
             held_out_plays if held_out_plays is not None else (n_users, n_songs)
         )
+        self.held_out_plays.sum_duplicates()  # one entry per (user, song): read as a dict
         self.usage_factors = np.asarray(usage_factors, dtype=np.float32)
         self.clip_model = clip_model
         self.model_name = clip_model.name if clip_model is not None else ""
@@ -334,7 +335,16 @@ class Catalogue:
             self.training_plays.indptr[u] : self.training_plays.indptr[u + 1]
         ]
         own = self.predicted_user_factors[u] if self._own_users else None
-        held = self.held_out_plays.getrow(u).toarray()[0]
+        # the user's held-out plays as {song row: count}: a dense row of every song
+        # would be a million-long array per request
+        start, end = self.held_out_plays.indptr[u : u + 2]
+        held = dict(
+            zip(
+                self.held_out_plays.indices[start:end].tolist(),
+                self.held_out_plays.data[start:end].tolist(),
+                strict=True,
+            )
+        )
         return self._rank(self.user_factors[u], own, played, held, n=n, cold_only=cold_only)
 
     def recommend_for_plays(
@@ -448,7 +458,8 @@ class Catalogue:
 
     def _rank(self, user, own, played, held, *, n: int, cold_only: bool) -> list[dict]:
         """The n best songs for user factors `user` (and, for a model with users of its
-        own, its user `own`; None: cold songs by `user`), `played` rows excluded."""
+        own, its user `own`; None: cold songs by `user`), `played` rows excluded;
+        `held`: {song row: held-out plays} of the user, or None."""
         excluded = np.asarray(played, dtype=np.int64)
         if self._own_users:  # mlr: its own user space for the cold songs (exact search)
             scores = self.scoring_factors @ user
@@ -466,7 +477,7 @@ class Catalogue:
                 "row": int(i),
                 "score": float(s),
                 "cold": bool(self.cold[i]),
-                "held_out_plays": int(held[i]) if held is not None else 0,
+                "held_out_plays": int(held.get(int(i), 0)) if held is not None else 0,
             }
             for i, s in zip(rows, scores, strict=True)
         ]
