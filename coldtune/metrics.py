@@ -35,6 +35,16 @@ _SEARCH_ABOVE = 144
 _PARALLEL_ABOVE = 1 << 22
 # False: a CPU counts as a GPU does, by torch.searchsorted (the tests run both paths)
 _COMPILED = True
+# Songs per product tile in `ap_and_auc_of_factors`: each thread's tile (about 90 users x
+# 8,192 songs, 3 MB) is counted while it is still in the cache. Measured on 2 cores
+# (46,728 songs, 50 factors, 7 relevant songs a user): the whole evaluation of a block
+# 1.11-1.34x its product alone with tiles of 4,096 songs, 1.06-1.23x with 8,192, 1.4x
+# counting the block's product after it is written; 4,096 and 8,192 within the noise of
+# each other in evaluate_scores (docs/benchmarks.md, "The product counted tile by tile").
+_TILE_SONGS = 8192
+# a user's product (50 factors) costs about as much as counting 11 relevant songs over
+# the row, measured as above: the weight of the product when users are shared by threads
+_PRODUCT_WORK = 11
 
 
 def average_precision_at_k(scores, relevant, k: int = 500) -> np.ndarray:
@@ -154,7 +164,6 @@ def ap_and_auc(
     k = _checked_k(k)
     if scores.dtype in (torch.float16, torch.bfloat16):
         scores = scores.float()  # exact, and sums of +-1 stay exact
-    B, N = scores.shape
     n_pos = positives.count
     # Relevant scores s_j in descending order, padding last; `valid` marks real ones.
     relevant = torch.where(positives.mask, positives.scores(scores), -torch.inf)
@@ -162,6 +171,16 @@ def ap_and_auc(
     valid = torch.arange(relevant.shape[1], device=scores.device) < n_pos[:, None]
     # D_j = g_j - l_j (scores above minus scores below s_j) and e_j, every relevant song
     sign_sum, equal = _relevant_counts(scores, relevant, valid, n_pos)
+    return _from_counts(relevant, valid, n_pos, sign_sum, equal, n_songs=scores.shape[1], k=k)
+
+
+def _from_counts(relevant, valid, n_pos, sign_sum, equal, *, n_songs: int, k: int):
+    """AP@k and AUC [shape=(B,)] from the counts of each relevant song (`ap_and_auc`).
+
+    relevant : (B, P) the relevant scores, descending, padding last; valid marks real ones;
+    sign_sum, equal : (B, P) float64, D_j = g_j - l_j and e_j (padding: anything).
+    """
+    N = n_songs
     n_pos = n_pos.double()
 
     # AUC, Mann-Whitney U over average ranks: rank_j = l_j + (e_j + 1) / 2 = (N + 1 - D_j) / 2
@@ -215,16 +234,187 @@ def _relevant_counts(
         equal.numpy(),
     )
     kernel = _count_kernel()
-    work = np.cumsum(counts * N, dtype=np.float64)
-    workers = min(torch.get_num_threads(), B)
-    if workers < 2 or not len(work) or work[-1] < _PARALLEL_ABOVE:
+    parts = _parts(counts, N, min(torch.get_num_threads(), B))
+    if len(parts) == 1:
         kernel(*arrays, _SEARCH_ABOVE)
         return sign_sum, equal
-    cuts = np.searchsorted(work, work[-1] * np.arange(1, workers) / workers)
-    parts = [slice(a, b) for a, b in zip([0, *cuts], [*cuts, B], strict=True) if b > a]
-    with ThreadPoolExecutor(len(parts)) as pool:  # the kernel releases the GIL
-        list(pool.map(lambda rows: kernel(*(a[rows] for a in arrays), _SEARCH_ABOVE), parts))
+    # the kernel releases the GIL
+    list(
+        _pool(len(parts)).map(lambda rows: kernel(*(a[rows] for a in arrays), _SEARCH_ABOVE), parts)
+    )
     return sign_sum, equal
+
+
+def ap_and_auc_of_factors(
+    users: torch.Tensor, songs_t: torch.Tensor, positives: Positives, *, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`ap_and_auc` of the scores x_u^T y_i, without the block's score matrix.
+
+    users : (B, F) the block's user factors; songs_t : (F, N) the song factors, one
+    column a song (contiguous: MKL's product of one thread is 1.3x faster on it than on
+    the transpose of an (N, F) matrix, measured).
+    On a CPU the product is computed _TILE_SONGS songs at a time and each tile counted
+    while it is in the cache: the counts g_j, l_j and e_j are sums over songs, so the
+    tiles' counts add up, and the block's (B, N) scores never go out to memory and back.
+    A relevant song's own score comes from one product over the block's relevant
+    columns; it must be the very value its tile holds, or the song would not tie with
+    itself, so each one is checked against its tile, and a user where any differs (a
+    BLAS rounding a column differently in another product) is counted again from a full
+    row of its own. Elsewhere (a GPU, other dtypes, `_COMPILED` off): the product, then
+    `ap_and_auc`. Returns two (B,) float64 tensors.
+    """
+    k = _checked_k(k)
+    on_cpu = users.device.type == "cpu" and songs_t.device.type == "cpu"
+    if not (_COMPILED and on_cpu and users.dtype == songs_t.dtype == torch.float32):
+        return ap_and_auc(users @ songs_t, positives, k=k)
+    B, N = users.shape[0], songs_t.shape[1]
+    n_pos = positives.count
+    own = _own_scores(users, songs_t, positives)
+    relevant, order = torch.where(positives.mask, own, -torch.inf).sort(1, descending=True)
+    valid = torch.arange(relevant.shape[1]) < n_pos[:, None]
+    counts = n_pos.numpy().astype(np.int64)
+    searched = counts > _SEARCH_ABOVE
+    width = relevant.shape[1] + 1 if searched.any() else 1
+    above, below = np.zeros(relevant.shape), np.zeros(relevant.shape)
+    seen = np.full(relevant.shape, np.nan, dtype=np.float32)
+    right, left = np.zeros((B, width), np.int64), np.zeros((B, width), np.int64)
+    arrays = (
+        relevant.contiguous().numpy(),
+        positives.index.gather(1, order).numpy(),
+        counts,
+        above,
+        below,
+        seen,
+        right,
+        left,
+    )
+    kernel = _tile_kernel()
+
+    def count(rows: slice) -> None:  # a share of the users, every tile of songs
+        share = users[rows]
+        buffer = torch.empty(share.shape[0] * min(N, _TILE_SONGS), dtype=torch.float32)
+        for lo in range(0, N, _TILE_SONGS):
+            hi = min(N, lo + _TILE_SONGS)
+            tile = buffer[: share.shape[0] * (hi - lo)].view(share.shape[0], hi - lo)
+            torch.mm(share, songs_t[:, lo:hi], out=tile)
+            kernel(tile.numpy(), lo, *(a[rows] for a in arrays), _SEARCH_ABOVE)
+
+    threads = torch.get_num_threads()
+    parts = _parts(counts + _PRODUCT_WORK, N, min(threads, B))
+    if len(parts) == 1:
+        count(parts[0])
+    else:
+        # each thread its own users' products and counts, torch's product on one thread
+        # in each: the tiles stay in that core's cache (1.1x against 1.2x and more for
+        # torch's two threads on each tile, then the counts split; docs/benchmarks.md)
+        torch.set_num_threads(1)
+        try:
+            list(_pool(len(parts)).map(count, parts))  # both release the GIL
+        finally:
+            torch.set_num_threads(threads)
+    sign_sum, equal = above - below, N - above - below
+    for u in np.flatnonzero(searched):  # the histograms' places, as `_count_kernel`
+        P = counts[u]
+        under, over = np.cumsum(right[u, :P]), N - np.cumsum(left[u, :P])
+        sign_sum[u, P - 1 :: -1], equal[u, P - 1 :: -1] = over - under, N - over - under
+    ap, auc = _from_counts(
+        relevant,
+        valid,
+        n_pos,
+        torch.from_numpy(sign_sum),
+        torch.from_numpy(equal),
+        n_songs=N,
+        k=k,
+    )
+    differs = np.flatnonzero((valid.numpy() & ~(seen == arrays[0])).any(1))
+    if len(differs):
+        again = Positives(positives.index[differs], positives.mask[differs])
+        ap[differs], auc[differs] = ap_and_auc(users[differs] @ songs_t, again, k=k)
+    return ap, auc
+
+
+def _own_scores(users: torch.Tensor, songs_t: torch.Tensor, positives: Positives) -> torch.Tensor:
+    """(B, P) each user's scores of their relevant songs: one product over the block's
+    relevant columns (the same kernel as the tiles', so on MKL the same bits)."""
+    columns, inverse = torch.unique(positives.index, return_inverse=True)
+    return (users @ songs_t[:, columns]).gather(1, inverse)
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """Threads kept for the process: a pool started for each block cost about 15 ms a
+    block, as much as the block's product (each new thread sets up torch's state)."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="coldtune-metrics")
+
+
+def _parts(counts: np.ndarray, n_songs: int, workers: int) -> list[slice]:
+    """Consecutive users for each thread, split by the work (relevant songs x songs) so
+    that neither waits for the other; one part when the work is too small to share."""
+    work = np.cumsum(counts * n_songs, dtype=np.float64)
+    B = len(counts)
+    if workers < 2 or not B or work[-1] < _PARALLEL_ABOVE:
+        return [slice(0, B)]
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, workers) / workers)
+    return [slice(a, b) for a, b in zip([0, *cuts], [*cuts, B], strict=True) if b > a]
+
+
+@functools.cache
+def _tile_kernel():
+    """The CPU kernel of `ap_and_auc_of_factors`: `_count_kernel`'s counting over one
+    tile of songs (columns offset .. offset + W), added to the running counts: above and
+    below each relevant score, or, for users above search_above relevant songs, the
+    histograms of their places among the sorted relevant scores; and each relevant
+    song's own value where its column lies in the tile (`seen`)."""
+    import numba
+
+    above_below = _passes(np.float32)  # a tile's counts stay below 2^24: exact
+
+    @numba.njit(nogil=True, cache=True, boundscheck=False)
+    def count(tile, offset, relevant, columns, n_pos, above, below, seen, right, left, search):
+        B, W = tile.shape
+        for u in range(B):
+            row, P = tile[u], n_pos[u]
+            for j in range(P):
+                c = columns[u, j] - offset
+                if 0 <= c < W:
+                    seen[u, j] = row[c]
+            if P <= search:
+                for j in range(P):  # the tile's row stays in the cache between songs
+                    a, b = above_below(row, relevant[u, j])
+                    above[u, j] += a
+                    below[u, j] += b
+                continue
+            a = relevant[u, :P][::-1].copy()  # ascending
+            for i in range(W):
+                s, lo, hi = row[i], 0, P
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if a[mid] <= s:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                right[u, lo] += 1
+                while lo > 0 and a[lo - 1] == s:
+                    lo -= 1
+                left[u, lo] += 1
+
+    return count
+
+
+@functools.cache
+def _passes(kind):
+    """A loop counting the entries of a row above and below t, in `kind` lanes."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc"})
+    def above_below(row, t):
+        above, below = kind(0), kind(0)
+        for i in range(row.shape[0]):  # vectorised by LLVM
+            above += kind(row[i] > t)
+            below += kind(row[i] < t)
+        return above, below
+
+    return above_below
 
 
 @functools.cache
@@ -240,18 +430,7 @@ def _count_kernel():
     count in float64."""
     import numba
 
-    def passes(kind):
-        @numba.njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc"})
-        def above_below(row, t):
-            above, below = kind(0), kind(0)
-            for i in range(row.shape[0]):  # vectorised by LLVM
-                above += kind(row[i] > t)
-                below += kind(row[i] < t)
-            return above, below
-
-        return above_below
-
-    exact32, exact64 = passes(np.float32), passes(np.float64)
+    exact32, exact64 = _passes(np.float32), _passes(np.float64)
 
     @numba.njit(nogil=True, cache=True, boundscheck=False)
     def count(scores, relevant, n_pos, sign_sum, equal, search_above):

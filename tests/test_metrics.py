@@ -297,3 +297,88 @@ def test_many_relevant_songs_search_on_a_cpu(rng):
     for u in range(3):
         assert ap[u] == pytest.approx(average_precision_score(relevant[u], scores[u]), abs=1e-12)
         assert auc[u] == pytest.approx(roc_auc_score(relevant[u], scores[u]), abs=1e-12)
+
+
+def factor_metrics(X, Y, relevant, k):
+    """ap_and_auc_of_factors over all users as one block, as numpy."""
+    positives = metrics.Positives.from_csr(sp.csr_matrix(relevant), torch.device("cpu"))
+    songs_t = torch.as_tensor(np.ascontiguousarray(Y.T))
+    ap, auc = metrics.ap_and_auc_of_factors(torch.as_tensor(X), songs_t, positives, k=k)
+    return ap.numpy(), auc.numpy()
+
+
+def tied_factors(rng, n_users, n_songs, n_factors=3):
+    """Small integer factors: exact products in float32, many scores tied."""
+    X = rng.integers(-2, 3, (n_users, n_factors)).astype(np.float32)
+    Y = rng.integers(-2, 3, (n_songs, n_factors)).astype(np.float32)
+    return X, Y
+
+
+@pytest.mark.parametrize("method", ["compare", "search"])
+def test_product_tiles_equal_the_slow_reference(rng, method, monkeypatch):
+    """The product counted a tile at a time: tiles of 7 songs (a short last one), users
+    split between threads, ties within and across tiles and across the cut-off."""
+    use_method(method, monkeypatch)
+    monkeypatch.setattr(metrics, "_TILE_SONGS", 7)
+    monkeypatch.setattr(metrics, "_PARALLEL_ABOVE", 0)
+    for trial in range(60):
+        n_users, n_songs = int(rng.integers(1, 8)), int(rng.integers(1, 60))
+        if trial % 2:
+            X, Y = tied_factors(rng, n_users, n_songs)
+        else:
+            X = rng.standard_normal((n_users, 4)).astype(np.float32)
+            Y = rng.standard_normal((n_songs, 4)).astype(np.float32)
+        relevant = rng.random((n_users, n_songs)) < rng.uniform(0.0, 0.7)
+        relevant[0, rng.integers(n_songs)] = True  # a user with a relevant song
+        k = int(rng.integers(1, n_songs + 4))
+        ap, auc = factor_metrics(X, Y, relevant, k)
+        scores = (torch.as_tensor(X) @ torch.as_tensor(Y).T).numpy()
+        want_ap = [ap_by_tie_groups(scores[u], relevant[u], k) for u in range(n_users)]
+        want_auc = [auc_by_pairs(scores[u], relevant[u]) for u in range(n_users)]
+        np.testing.assert_allclose(ap, want_ap, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(auc, want_auc, rtol=0, atol=1e-12)
+
+
+def test_product_tiles_equal_the_block_product(rng, monkeypatch):
+    """The same figures, bit for bit, as the block's scores counted whole (heavy users
+    searching, light ones comparing, in one block)."""
+    monkeypatch.setattr(metrics, "_TILE_SONGS", 64)
+    monkeypatch.setattr(metrics, "_SEARCH_ABOVE", 20)
+    X, Y = tied_factors(rng, 12, 300, n_factors=4)
+    relevant = rng.random((12, 300)) < np.linspace(0.01, 0.4, 12)[:, None]
+    ap, auc = factor_metrics(X, Y, relevant, k=50)
+    want_ap, want_auc = metrics.ranking_metrics(X @ Y.T, relevant, k=50)
+    assert (relevant.sum(1) > 20).any() and (relevant.sum(1) <= 20).any()
+    np.testing.assert_array_equal(ap, want_ap)
+    np.testing.assert_array_equal(auc, want_auc)
+
+
+def test_a_relevant_score_unlike_its_tiles_is_counted_again(rng, monkeypatch):
+    """A relevant song's own score one ulp away from its tile's value (another BLAS
+    kernel's rounding) would not tie with itself; such users are counted from a row of
+    their own, so the figures do not change."""
+    monkeypatch.setattr(metrics, "_TILE_SONGS", 16)
+    X, Y = tied_factors(rng, 6, 50)
+    relevant = rng.random((6, 50)) < 0.3
+    relevant[:, 0] = True
+    exact = metrics._own_scores
+
+    def off_by_an_ulp(users, songs_t, positives):
+        own = exact(users, songs_t, positives)
+        own[::2] = torch.nextafter(own[::2], torch.tensor(np.inf))
+        return own
+
+    want = metrics.ranking_metrics(X @ Y.T, relevant, k=10)
+    recounted = []
+    whole = metrics.ap_and_auc
+
+    def spy(scores, positives, *, k):
+        recounted.append(scores.shape[0])
+        return whole(scores, positives, k=k)
+
+    monkeypatch.setattr(metrics, "_own_scores", off_by_an_ulp)
+    monkeypatch.setattr(metrics, "ap_and_auc", spy)
+    got = factor_metrics(X, Y, relevant, k=10)
+    assert recounted == [3]  # users 0, 2 and 4, from their own rows
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from coldtune import steps
@@ -72,6 +73,34 @@ def test_evaluation_equals_a_loop_over_scikit_learn(rng):
     aucs = [roc_auc_score(dense[u], scores[u]) for u in users if not dense[u].all()]
     assert result.mean_average_precision == pytest.approx(np.mean(aps), rel=1e-5)
     assert result.mean_auc == pytest.approx(np.mean(aucs), rel=1e-5)
+
+
+def test_factor_scores_counted_by_tiles_equal_the_scores_counted_whole(rng, monkeypatch):
+    """evaluate_scores counts factor_scores' product a tile at a time (several tiles and
+    blocks here); any other score function's blocks whole. The figures are the same."""
+    from coldtune import metrics
+    from coldtune.eval import protocol
+
+    monkeypatch.setattr(metrics, "_TILE_SONGS", 9)
+    tiled_blocks = []
+
+    def counted(users, *args, **kwargs):
+        tiled_blocks.append(len(users))
+        return metrics.ap_and_auc_of_factors(users, *args, **kwargs)
+
+    monkeypatch.setattr(protocol, "ap_and_auc_of_factors", counted)
+    X = rng.integers(-2, 3, (50, 3)).astype(np.float32)  # exact products, many ties
+    Y = rng.integers(-2, 3, (40, 3)).astype(np.float32)
+    cold = sp.csr_matrix((rng.random((50, 40)) < 0.2).astype(float))
+    tiles = evaluate_scores(factor_scores(X, Y), cold, k=7, block_elements=400)
+    whole = evaluate_scores(
+        lambda rows: torch.as_tensor(X[rows] @ Y.T), cold, k=7, block_elements=400
+    )
+    assert sum(tiled_blocks) == len(tiles.users) and len(tiled_blocks) > 1
+    np.testing.assert_array_equal(tiles.users, whole.users)
+    np.testing.assert_array_equal(tiles.average_precision, whole.average_precision)
+    np.testing.assert_array_equal(tiles.auc, whole.auc)
+    assert np.isfinite(tiles.auc).sum() > 40
 
 
 def build_workspace(path, generated, cold_fraction=0.2):

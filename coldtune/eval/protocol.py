@@ -8,7 +8,9 @@ the mean over those users.
 
 Users are processed in blocks: one matrix product gives a block's scores, and the
 metrics run on the whole block at once in torch, so there is no Python loop over users
-or songs, and the same code runs on a GPU.
+or songs, and the same code runs on a GPU. On a CPU, scores that are a product of
+factors (`factor_scores`) are counted a tile of songs at a time instead, each tile while
+it is in the cache (`metrics.ap_and_auc_of_factors`): the same figures.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from coldtune.errors import ParameterError
-from coldtune.metrics import Positives, ap_and_auc
+from coldtune.metrics import Positives, ap_and_auc, ap_and_auc_of_factors
 
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user rows -> (B, n_cold) scores
 
@@ -78,9 +80,12 @@ def evaluate_scores(
     for lo in range(0, len(users), block):
         places = order[lo : lo + block]
         rows = users[places]
-        scores = score(rows).to(device)
         positives = Positives.from_csr(cold_plays[rows], device)
-        block_ap, block_auc = ap_and_auc(scores, positives, k=k)
+        if isinstance(score, FactorScores) and score.songs_t.device == device:
+            block_users = score.users[torch.as_tensor(rows, device=score.users.device)]
+            block_ap, block_auc = ap_and_auc_of_factors(block_users, score.songs_t, positives, k=k)
+        else:
+            block_ap, block_auc = ap_and_auc(score(rows).to(device), positives, k=k)
         ap[places] = block_ap.cpu().numpy()
         auc[places] = block_auc.cpu().numpy()
         if on_progress is not None:
@@ -98,13 +103,24 @@ def factor_scores(
             f"song factors {song_factors.shape[1]}"
         )
     device = torch.device(device) if device is not None else torch.device("cpu")
-    X = torch.as_tensor(np.ascontiguousarray(user_factors, dtype=np.float32), device=device)
-    Yt = torch.as_tensor(np.ascontiguousarray(song_factors, dtype=np.float32), device=device).T
+    songs = np.ascontiguousarray(song_factors, dtype=np.float32)
+    return FactorScores(
+        torch.as_tensor(np.ascontiguousarray(user_factors, dtype=np.float32), device=device),
+        torch.as_tensor(np.ascontiguousarray(songs.T), device=device),
+    )
 
-    def score(rows: np.ndarray) -> torch.Tensor:
-        return X[torch.as_tensor(rows, device=device)] @ Yt
 
-    return score
+@dataclass(frozen=True)
+class FactorScores:
+    """A ScoreFn whose scores are x_u^T y_i: users (n_users, F), songs_t (F, n_songs)
+    contiguous, float32 tensors on one device. `evaluate_scores` reads the factors
+    themselves, to compute and count a block's scores a tile at a time."""
+
+    users: torch.Tensor
+    songs_t: torch.Tensor
+
+    def __call__(self, rows: np.ndarray) -> torch.Tensor:
+        return self.users[torch.as_tensor(rows, device=self.users.device)] @ self.songs_t
 
 
 def random_factors(like: np.ndarray, n_songs: int, *, seed: int = 0) -> np.ndarray:
