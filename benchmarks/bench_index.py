@@ -14,9 +14,11 @@ file of about sqrt(songs) groups, the candidates re-scored exactly).
 For the usage space (`similar`) and the scoring space (`recommend`), in this process:
 the index's build time and the growth of the resident set it caused, then for
 `--queries` random songs (their own row excluded) and users (their plays excluded),
-at each `--probed` share of the groups scanned: recall@10 of the answer against the
-exact one and the latency per query, one thread, beside the exact search's (the
-product with every row and top_k, what `index="exact"` does).
+at each `--probed` share of the groups scanned and at the share the index chose by
+calibrating on the catalogue's own sample queries (coldtune.index.RECALL; other
+queries than these): recall@10 of the answer against the exact one and the latency per
+query, one thread, beside the exact search's (the product with every row and top_k,
+what `index="exact"` does).
 
 With `--service`, the catalogue (its indexes built) is handed to the service in a forked
 process (uvicorn on 127.0.0.1, as `coldtune serve` runs it), and one keep-alive client
@@ -41,7 +43,6 @@ from bench_serve import free_port, run_clients, summary
 from common import command, machine
 
 from coldtune.catalogue import Catalogue
-from coldtune.index import PROBED, RANKING_PROBED
 
 
 def resident_gib() -> float:
@@ -90,9 +91,9 @@ def generated_catalogue(args, factors: int, index: str) -> Catalogue:
     )
 
 
-def measure_space(name: str, index, queries: list, shares: list[float]) -> None:
+def measure_space(name: str, index, queries: list, shares: list[float]) -> float:
     """Build the index, then recall@10 and latency of exact vs approximate at each share
-    of the groups scanned."""
+    of the groups scanned, the share its calibration chose last; returns that share."""
     import faiss
     from threadpoolctl import threadpool_limits
 
@@ -105,6 +106,9 @@ def measure_space(name: str, index, queries: list, shares: list[float]) -> None:
         f"{build:.1f} s, resident set +{resident_gib() - before:.2f} GiB "
         f"(now {resident_gib():.2f} GiB)"
     )
+    chosen = index.probed
+    tried = ", ".join(f"{probes} groups: {recall:.3f}" for probes, recall in index.calibration)
+    print(f"calibration on the catalogue's {len(index.queries)} sample queries: {tried}")
     faiss.omp_set_num_threads(1)
     with threadpool_limits(limits=1):
         truth, exact_ms = [], []
@@ -119,7 +123,7 @@ def measure_space(name: str, index, queries: list, shares: list[float]) -> None:
             f"| exact | - | 1.000 | {np.percentile(exact_ms, 50):.2f} | "
             f"{np.percentile(exact_ms, 99):.2f} |"
         )
-        for share in shares:
+        for share in [*shares, chosen]:
             index.probed = share
             recalls, graph_ms = [], []
             for (query, exclude), right in zip(queries, truth, strict=True):
@@ -133,6 +137,8 @@ def measure_space(name: str, index, queries: list, shares: list[float]) -> None:
                 f"{np.percentile(graph_ms, 50):.2f} | {np.percentile(graph_ms, 99):.2f} |"
             )
     faiss.omp_set_num_threads(os.cpu_count() or 1)
+    index.probed = chosen
+    return chosen
 
 
 def serve(catalogue: Catalogue, port: int) -> None:
@@ -196,6 +202,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--probed", type=float, nargs="+", default=[0.0625, 0.125, 0.25])
     parser.add_argument("--service", action="store_true")
+    parser.add_argument(
+        "--skip-exact-service",
+        action="store_true",
+        help="no second, exact catalogue through the service (memory at 400 factors)",
+    )
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     print(f"# {command()}\n# {machine()}")
@@ -211,13 +222,13 @@ def main() -> None:
         songs = rng.integers(0, args.songs, size=args.queries)
         users = rng.integers(0, args.users, size=args.queries)
         plays = catalogue.training_plays
-        measure_space(
+        usage_share = measure_space(
             "usage (similar)",
             catalogue._usage_index,
             [(catalogue._usage_unit[r], np.array([r])) for r in songs],
             args.probed,
         )
-        measure_space(
+        scoring_share = measure_space(
             "scoring (recommend)",
             catalogue._scoring_index,
             [
@@ -226,9 +237,9 @@ def main() -> None:
             ],
             args.probed,
         )
-        if args.service:  # the catalogue's own shares
-            catalogue._usage_index.probed = PROBED
-            catalogue._scoring_index.probed = RANKING_PROBED
+        if args.service:  # the catalogue's own shares, as calibrated
+            catalogue._usage_index.probed = usage_share
+            catalogue._scoring_index.probed = scoring_share
             # predicted factors are the usage ones here (and every song has audio), so the
             # predicted space's rows are the usage space's: its index is shared
             assert np.array_equal(catalogue._predicted_unit, catalogue._usage_unit)
@@ -236,9 +247,10 @@ def main() -> None:
             print(f"\n| catalogue | route | requests in {args.seconds:g} s | p50 ms | p99 ms |")
             print("| --- | --- | ---: | ---: | ---: |")
             measure_service(catalogue, "approximate", args.seconds)
-            exact = generated_catalogue(args, factors, "exact")
-            measure_service(exact, "exact", args.seconds)
-            del exact
+            if not args.skip_exact_service:
+                exact = generated_catalogue(args, factors, "exact")
+                measure_service(exact, "exact", args.seconds)
+                del exact
         del catalogue
 
 

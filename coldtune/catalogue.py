@@ -41,7 +41,7 @@ from coldtune.audio.store import extract_clip
 from coldtune.data.ids import IdMap
 from coldtune.errors import NotFoundError, ParameterError, WorkspaceError
 from coldtune.eval.similar import gram, top_k, unit_rows, usage_embedding
-from coldtune.index import RANKING_PROBED, SongIndex
+from coldtune.index import CALIBRATION_QUERIES, RANKING_PROBED, SongIndex
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_:\-])*\.?$")
 """What a song or user id may look like: letters, digits, `_ . : -`, starting with a
@@ -299,29 +299,47 @@ class Catalogue:
     # one index per question; each is built on its first question (faiss's inverted file
     # at a million songs takes seconds), and only if the catalogue is large (see `index`)
 
+    # each index calibrates its scan on a sample of the questions it will be asked
+    # (coldtune.index.RECALL): songs for similar songs, users for recommendations
+
     @cached_property
     def _usage_index(self) -> SongIndex:
-        return SongIndex(self._usage_unit, kind=self.index)
+        unit = self._usage_unit
+        return SongIndex(unit, kind=self.index, queries=_sample_queries(unit))
 
     @cached_property
     def _predicted_index(self) -> SongIndex:
-        return SongIndex(self._predicted_unit, allowed=self.has_audio, kind=self.index)
+        unit = self._predicted_unit
+        return SongIndex(
+            unit,
+            allowed=self.has_audio,
+            kind=self.index,
+            queries=_sample_queries(unit, self.has_audio),
+        )
 
     @cached_property
     def _scoring_index(self) -> SongIndex:
-        return SongIndex(self.scoring_factors, kind=self.index, probed=RANKING_PROBED)
+        return self._ranking_index(self.scoring_factors, self.user_factors)
 
     @cached_property
     def _cold_scoring_index(self) -> SongIndex:
         # `cold_only` excludes every warm song: an index of the cold songs alone, so that
         # the exclusions left are the user's plays only
-        return SongIndex(
-            self.scoring_factors, allowed=self.cold, kind=self.index, probed=RANKING_PROBED
-        )
+        return self._ranking_index(self.scoring_factors, self.user_factors, allowed=self.cold)
 
     @cached_property
     def _listener_index(self) -> SongIndex:
-        return SongIndex(self.predicted_user_factors, kind=self.index, probed=RANKING_PROBED)
+        return self._ranking_index(self.predicted_user_factors, self.scoring_factors)
+
+    def _ranking_index(self, rows, askers, allowed=None) -> SongIndex:
+        """An index of raw inner products over `rows`, calibrated on `askers`' rows."""
+        return SongIndex(
+            rows,
+            allowed=allowed,
+            kind=self.index,
+            probed=RANKING_PROBED,
+            queries=_sample_queries(askers),
+        )
 
     # ----------------------------------------------------------------- users
 
@@ -514,3 +532,15 @@ class Catalogue:
         if path is None or not path.is_file():
             raise NotFoundError(f"song {song_id!r} has no clip in this workspace")
         return path
+
+
+def _sample_queries(factors: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Up to CALIBRATION_QUERIES rows of `factors` (allowed, finite, not all zero), drawn
+    with a fixed seed: the sample an approximate index calibrates its scan on. Only a few
+    drawn rows are checked, not the whole matrix."""
+    rows = np.arange(len(factors)) if allowed is None else np.flatnonzero(allowed)
+    drawn = np.random.default_rng(0).permutation(rows)[: 4 * CALIBRATION_QUERIES]
+    drawn = np.sort(drawn)
+    sample = factors[drawn]
+    usable = np.isfinite(sample).all(axis=1) & (sample != 0).any(axis=1)
+    return sample[usable][:CALIBRATION_QUERIES]

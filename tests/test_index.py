@@ -115,6 +115,39 @@ def test_empty_exclusions_are_no_exclusions_and_one_factor_works():
     assert np.isneginf(scores[:, 500:]).all()
 
 
+def recall_at_10(index, factors, queries):
+    """Mean recall@10 of the index's answers against the exact top 10."""
+    found = [set(index.search(q, 10)[0].tolist()) for q in queries]
+    right = [set(np.argsort(-(factors @ q), kind="stable")[:10].tolist()) for q in queries]
+    return np.mean([len(f & r) / 10 for f, r in zip(found, right, strict=True)])
+
+
+def test_sample_queries_raise_the_share_scanned_until_the_recall_is_reached():
+    """Isotropic Gaussian rows, raw inner products, a scan of 1% of the groups: too little
+    for 0.97. Given sample queries, the index scans more until they reach RECALL, and
+    other queries of the same kind then reach 0.95 too; without, it scans what it is told."""
+    from coldtune.index import RECALL
+
+    rng = np.random.default_rng(11)
+    factors = rng.standard_normal((60_000, 16)).astype(np.float32)
+    asked = rng.standard_normal((100, 16)).astype(np.float32)
+    other = rng.standard_normal((100, 16)).astype(np.float32)
+    told = SongIndex(factors, kind="approximate", probed=0.01)
+    calibrated = SongIndex(factors, kind="approximate", probed=0.01, queries=asked)
+    calibrated.groups  # noqa: B018  (built, then calibrated)
+    assert told.probes == calibrated.calibration[0][0]  # the first share tried is the one told
+    assert recall_at_10(told, factors, asked) < RECALL
+    assert calibrated.probed > 0.01 and calibrated.probes > told.probes
+    shares = [probes for probes, _ in calibrated.calibration]
+    recalls = [recall for _, recall in calibrated.calibration]
+    assert shares == sorted(shares) and recalls[-1] >= RECALL > max(recalls[:-1])
+    assert calibrated.probes == shares[-1]
+    assert recall_at_10(calibrated, factors, asked) == pytest.approx(recalls[-1], abs=0.011)
+    assert recall_at_10(calibrated, factors, other) >= 0.95
+    with pytest.raises(ParameterError, match="queries"):
+        SongIndex(factors, queries=np.zeros((3, 4)))
+
+
 # ------------------------------------------------------------------ in the catalogue
 
 
