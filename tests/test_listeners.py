@@ -229,3 +229,32 @@ def test_recommend_all_writes_every_users_top_songs_as_parquet(small_workspace, 
     assert not list(tmp_path.glob(".*part"))  # no temporary file left behind
     missing = CliRunner().invoke(app, ["recommend", "--all", "-w", str(small_workspace.root)])
     assert missing.exit_code == 2 and "--all needs --out" in missing.output
+
+
+def test_recommend_all_never_recommends_a_song_without_factors(converged):
+    """A song with no usable factors (no audio) has its column barred in every batch; the
+    score block reused from batch to batch keeps no trace of the one before."""
+    import copy
+
+    catalogue, _ = converged
+    barred = copy.copy(catalogue)
+    barred.scoring_factors = catalogue.scoring_factors.copy()
+    top = next(catalogue.recommend_all(n=1, batch=4))[1][:, 0]
+    song = int(np.bincount(top[top >= 0]).argmax())  # a song some users get first
+    barred.scoring_factors[song] = np.nan
+    batches = list(barred.recommend_all(n=5, batch=4))
+    assert len(batches) > 1
+    for users, rows, scores in batches:
+        assert song not in rows
+        for u, got in zip(users, rows, strict=True):
+            want = [r for r, _ in _exact_top(catalogue, u, exclude_song=song, n=5)]
+            assert list(got[got >= 0]) == want
+
+
+def _exact_top(catalogue, u, *, exclude_song, n):
+    scores = catalogue.scoring_factors @ catalogue.user_factors[u]
+    played = catalogue.training_plays[u].indices
+    scores[played] = -np.inf
+    scores[exclude_song] = -np.inf
+    order = np.argsort(-scores, kind="stable")[:n]
+    return [(int(r), float(scores[r])) for r in order if np.isfinite(scores[r])]
