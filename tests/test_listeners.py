@@ -244,7 +244,7 @@ def test_recommend_all_never_recommends_a_song_without_factors(converged):
     barred.scoring_factors[song] = np.nan
     batches = list(barred.recommend_all(n=5, batch=4))
     assert len(batches) > 1
-    for users, rows, scores in batches:
+    for users, rows, _scores in batches:
         assert song not in rows
         for u, got in zip(users, rows, strict=True):
             want = [r for r, _ in _exact_top(catalogue, u, exclude_song=song, n=5)]

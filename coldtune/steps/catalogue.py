@@ -319,11 +319,34 @@ def recommend_all(
     counts users. Returns a summary: users, rows, seconds."""
     import time
 
+    start = time.perf_counter()
+    catalogue = load_catalogue(workspace, model=model)
+    written = write_recommendations(
+        catalogue, out, n=n, cold_only=cold_only, batch=batch, on_progress=on_progress
+    )
+    return {
+        "users": catalogue.n_users,
+        "rows": written,
+        "model": catalogue.model_name,
+        "seconds": round(time.perf_counter() - start, 2),
+        "out": str(out),
+    }
+
+
+def write_recommendations(
+    catalogue: Catalogue,
+    out: str | Path,
+    *,
+    n: int = 100,
+    cold_only: bool = False,
+    batch: int = 1024,
+    on_progress=None,
+) -> int:
+    """The work of `recommend_all` on a loaded catalogue: every user's n best songs
+    written atomically to the Parquet file `out`; returns the rows written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    start = time.perf_counter()
-    catalogue = load_catalogue(workspace, model=model)
     schema = pa.schema(
         [("user", pa.string()), ("rank", pa.int16()), ("song", pa.string()),
          ("score", pa.float32())]
@@ -346,10 +369,4 @@ def recommend_all(
             written += len(table)
             if on_progress is not None:
                 on_progress(int(users[-1]) + 1, catalogue.n_users)
-    return {
-        "users": catalogue.n_users,
-        "rows": written,
-        "model": catalogue.model_name,
-        "seconds": round(time.perf_counter() - start, 2),
-        "out": str(out),
-    }
+    return written
