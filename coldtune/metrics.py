@@ -17,6 +17,7 @@ user's relevant songs alone is all AP@k needs. No top-k selection or sort of the
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -340,11 +341,18 @@ def _own_scores(users: torch.Tensor, songs_t: torch.Tensor, positives: Positives
     return (users @ songs_t[:, columns]).gather(1, inverse)
 
 
-@functools.cache
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
 def _pool(workers: int) -> ThreadPoolExecutor:
     """Threads kept for the process: a pool started for each block cost about 15 ms a
-    block, as much as the block's product (each new thread sets up torch's state)."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="coldtune-metrics")
+    block, as much as the block's product (each new thread sets up torch's state). One
+    per process id: a forked child has none of its parent's threads, and work handed to
+    the parent's pool there would never run."""
+    key = (os.getpid(), workers)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="coldtune-metrics")
+    return _POOLS[key]
 
 
 def _parts(counts: np.ndarray, n_songs: int, workers: int) -> list[slice]:

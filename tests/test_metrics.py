@@ -382,3 +382,21 @@ def test_a_relevant_score_unlike_its_tiles_is_counted_again(rng, monkeypatch):
     assert recounted == [3]  # users 0, 2 and 4, from their own rows
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_a_forked_child_counts_with_threads_of_its_own(rng, monkeypatch):
+    """The kernel's threads are kept for the process; a child forked after the parent
+    used them (a service's workers, an extraction pool) gets its own, not a pool of
+    threads it does not have."""
+    import multiprocessing
+
+    monkeypatch.setattr(metrics, "_PARALLEL_ABOVE", 0)  # the threads, even for this size
+    scores = rng.standard_normal((6, 40)).astype(np.float32)
+    relevant = rng.random((6, 40)) < 0.3
+    relevant[:, 0] = True
+    want = metrics.ranking_metrics(scores, relevant, k=5)  # the parent's pool, started
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as child:
+        got = child.apply_async(metrics.ranking_metrics, (scores, relevant), {"k": 5}).get(60)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
