@@ -10,10 +10,11 @@ then splits those songs again (20% inner cold), fits WMF on the inner warm ones,
 and scores the inner cold ones. Its table chooses settings without a cold song.
 
     python benchmarks/nested_validation.py ROOT --seeds 0 1 2 --name NAME \\
-        [--row cnn-small-mse ...] [key=value ...]
+        [--row cnn-small-mse ...] [--model cnn] [key=value ...]
 
-key=value options go to every CNN row (CNNConfig fields). Each seed's inner table is
-appended to ROOT/nested_validation.jsonl, one JSON line per seed.
+key=value options go to every row of `--model` (cnn by default: CNNConfig fields; mlr:
+MLRConfig's). Each seed's inner table is appended to ROOT/nested_validation.jsonl, one
+JSON line per seed.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--name", required=True)
     parser.add_argument("--row", action="append", default=[])
-    parser.add_argument("options", nargs="*", help="CNNConfig key=value")
+    parser.add_argument("--model", default="cnn", help="whose rows take the options")
+    parser.add_argument("options", nargs="*", help="that model's config: key=value")
     args = parser.parse_intermixed_args(argv)
     options = {k: convert(v) for k, v in (item.split("=", 1) for item in args.options)}
     rows = args.row or ["cnn-small-mse"]
@@ -73,7 +75,9 @@ def main(argv=None) -> None:
         workspace = nested_workspace(args.root, seed)
         config = experiment.experiment_config("demo", seed=seed, rows=rows)
         models = tuple(
-            replace(run, options=(*run.options, *options.items())) if run.model == "cnn" else run
+            replace(run, options=(*run.options, *options.items()))
+            if run.model == args.model
+            else run
             for run in config.models
         )
         results = experiment.run_experiment(workspace, replace(config, models=models))

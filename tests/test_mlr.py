@@ -8,6 +8,8 @@ import torch
 from coldtune.content.mlr import (
     Metric,
     MLRConfig,
+    distance_songs,
+    distance_users,
     listener_neighbours,
     sample_triplets,
     triplet_auc_loss,
@@ -107,6 +109,25 @@ def test_bad_settings_are_named():
         ({"neighbours": 0}, "neighbours"),
         ({"margin": 0}, "margin"),
         ({"dims": -1}, "dims"),
+        ({"similarity": "cosine"}, "similarity"),
     ):
         with pytest.raises(ParameterError, match=word):
             MLRConfig(**bad).validate()
+
+
+def test_distance_factors_score_minus_the_mean_squared_distance(rng):
+    """With similarity "distance", a user's score of a song is the mean of minus its
+    squared distance to the songs they played, up to a constant per user."""
+    songs = rng.standard_normal((30, 4))
+    new = rng.standard_normal((7, 4))
+    played_mask = rng.random((5, 30)) < 0.3
+    played_mask[:, 0] = True  # every user played a song
+    plays = sp.csr_matrix(played_mask * 1.0)
+    means, _ = usage_factors(songs, plays, new)
+    scores = distance_users(means) @ distance_songs(new).T
+    for u in range(5):
+        played = songs[plays[u].indices]
+        want = -((played[:, None, :] - new[None, :, :]) ** 2).sum(2).mean(0)
+        offset = scores[u] - want
+        np.testing.assert_allclose(offset, offset[0], atol=1e-4)
+        assert np.argsort(scores[u]).tolist() == np.argsort(want).tolist()

@@ -176,10 +176,17 @@ class MLRConfig(BowConfig, TrainingSettings):
     learning_rate: float = 3e-3
     batch_size: int = 256
     max_epochs: int = 100
+    # how a user scores a song: the mean over their songs of the inner product in the
+    # learned metric ("inner"), or of minus the squared distance ("distance")
+    similarity: str = "inner"
 
     def validate(self):
         BowConfig.validate(self)
         self.validate_training()
+        if self.similarity not in ("inner", "distance"):
+            raise ParameterError(
+                f"similarity must be 'inner' or 'distance', got {self.similarity!r}"
+            )
         if self.dims < 0:
             raise ParameterError(f"dims must be >= 0 (0: every component), got {self.dims!r}")
         _at_least(self, 1, "neighbours")

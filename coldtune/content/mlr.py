@@ -134,6 +134,20 @@ def usage_factors(
     return means.astype(np.float32), np.asarray(embedded_new, dtype=np.float32)
 
 
+def distance_users(means: np.ndarray) -> np.ndarray:
+    """User factors [2 m_u, -1] whose inner products with `distance_songs` are the mean
+    of minus the squared distance to the user's songs, up to a constant per user:
+    mean_i -||a_i - b||^2 = 2 m_u . b - ||b||^2 - mean_i ||a_i||^2."""
+    ones = np.ones((len(means), 1), dtype=np.float32)
+    return np.hstack([2 * np.asarray(means, dtype=np.float32), -ones])
+
+
+def distance_songs(embedded: np.ndarray) -> np.ndarray:
+    """Song factors [b, ||b||^2] for `distance_users`."""
+    embedded = np.asarray(embedded, dtype=np.float32)
+    return np.hstack([embedded, (embedded**2).sum(axis=1, keepdims=True)])
+
+
 class MLR:
     """`mlr`: predict(songs' MFCC frames) -> L x_j, scored against `user_factors_`
     (each user's mean L x_i over the warm songs they played), not WMF's users."""
@@ -176,6 +190,8 @@ class MLR:
             warm_embedded = self.metric_(features).numpy().astype(np.float64)
         # the users' played songs are the warm songs' training plays; cold plays never enter
         self.user_factors_, _ = usage_factors(warm_embedded, data.confidence, warm_embedded[:0])
+        if config.similarity == "distance":
+            self.user_factors_ = distance_users(self.user_factors_)
         self.fit_report_ = {
             "query_songs": len(queries),
             "pca_components": int(features.shape[1]),
@@ -184,11 +200,13 @@ class MLR:
         return self
 
     def predict(self, songs: Sequence[SongFeatures]) -> np.ndarray:
-        """L x_j [shape=(len(songs), dims)] float32: inner products with `user_factors_`
-        are the users' mean similarities to the songs."""
+        """L x_j [shape=(len(songs), dims)] float32 (with similarity "distance", then
+        ||L x_j||^2 as one more column): inner products with `user_factors_` are the
+        users' mean similarities to the songs (up to a constant per user)."""
         with torch.no_grad():
             embedded = self.metric_(torch.as_tensor(self.inputs_.transform(songs)))
-        return embedded.numpy().astype(np.float32)
+        embedded = embedded.numpy().astype(np.float32)
+        return distance_songs(embedded) if self.config.similarity == "distance" else embedded
 
     def save(self, folder: Path) -> None:
         arrays = self.inputs_.arrays()
