@@ -376,6 +376,7 @@ def _tile_kernel():
     import numba
 
     above_below = _passes(np.float32)  # a tile's counts stay below 2^24: exact
+    place = _places()
 
     @numba.njit(nogil=True, cache=True, boundscheck=False)
     def count(tile, offset, relevant, columns, n_pos, above, below, seen, right, left, search):
@@ -392,21 +393,34 @@ def _tile_kernel():
                     above[u, j] += a
                     below[u, j] += b
                 continue
-            a = relevant[u, :P][::-1].copy()  # ascending
-            for i in range(W):
-                s, lo, hi = row[i], 0, P
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if a[mid] <= s:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                right[u, lo] += 1
-                while lo > 0 and a[lo - 1] == s:
-                    lo -= 1
-                left[u, lo] += 1
+            place(row, relevant[u, :P][::-1].copy(), right[u], left[u])  # ascending
 
     return count
+
+
+@functools.cache
+def _places():
+    """A loop placing each score of a row among the ascending scores a by binary search:
+    right[c] counts the scores with c of a <= s, left[c] those with c of a < s."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True, boundscheck=False)
+    def place(row, a, right, left):
+        P = a.shape[0]
+        for i in range(row.shape[0]):
+            s, lo, hi = row[i], 0, P
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if a[mid] <= s:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            right[lo] += 1
+            while lo > 0 and a[lo - 1] == s:
+                lo -= 1
+            left[lo] += 1
+
+    return place
 
 
 @functools.cache
@@ -439,6 +453,7 @@ def _count_kernel():
     import numba
 
     exact32, exact64 = _passes(np.float32), _passes(np.float64)
+    place = _places()
 
     @numba.njit(nogil=True, cache=True, boundscheck=False)
     def count(scores, relevant, n_pos, sign_sum, equal, search_above):
@@ -454,23 +469,11 @@ def _count_kernel():
                     sign_sum[u, j] = above - below
                     equal[u, j] = N - above - below
                 continue
-            # relevant[u, :P] descends; a ascends. right[c]: scores with c of a <= s;
-            # left[c]: scores with c of a < s.
-            a = relevant[u, :P][::-1].copy()
+            # relevant[u, :P] descends; a = its reverse ascends. right[c]: scores with c
+            # of a <= s; left[c]: scores with c of a < s.
             right = np.zeros(P + 1, np.int64)
             left = np.zeros(P + 1, np.int64)
-            for i in range(N):
-                s, lo, hi = row[i], 0, P
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if a[mid] <= s:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                right[lo] += 1
-                while lo > 0 and a[lo - 1] == s:
-                    lo -= 1
-                left[lo] += 1
+            place(row, relevant[u, :P][::-1].copy(), right, left)
             under, over = 0, N
             for m in range(P):  # s < a_m iff (#a <= s) <= m; s > a_m iff (#a < s) > m
                 under += right[m]
