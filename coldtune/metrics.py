@@ -425,10 +425,16 @@ def _places():
 
 @functools.cache
 def _passes(kind):
-    """A loop counting the entries of a row above and below t, in `kind` lanes."""
+    """A loop counting the entries of a row above and below t, in `kind` lanes.
+
+    Each lane type's loop is compiled under a name of its own (above_below_float32,
+    _float64): numba names the machine code of a closure by its qualified name and a
+    counter, so the float32 loop loaded from the disk cache and a float64 loop compiled
+    in the same process could take the same name, and a kernel calling the second ran
+    the first (numba refused it: "returns [2 x float] but resty=[2 x double]", seen when
+    an evaluation had cached the float32 loop before a CNN's first validation)."""
     import numba
 
-    @numba.njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc"})
     def above_below(row, t):
         above, below = kind(0), kind(0)
         for i in range(row.shape[0]):  # vectorised by LLVM
@@ -436,7 +442,11 @@ def _passes(kind):
             below += kind(row[i] < t)
         return above, below
 
-    return above_below
+    above_below.__name__ += f"_{np.dtype(kind).name}"
+    above_below.__qualname__ += f"_{np.dtype(kind).name}"
+    return numba.njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc"})(
+        above_below
+    )
 
 
 @functools.cache

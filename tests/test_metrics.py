@@ -400,3 +400,41 @@ def test_a_forked_child_counts_with_threads_of_its_own(rng, monkeypatch):
         got = child.apply_async(metrics.ranking_metrics, (scores, relevant), {"k": 5}).get(60)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+_CACHED_KERNELS = """
+import sys
+import numpy as np, scipy.sparse as sp, torch
+from coldtune import metrics
+rng = np.random.default_rng(0)
+users = rng.standard_normal((30, 6)).astype(np.float32)
+songs = rng.standard_normal((200, 6)).astype(np.float32)
+relevant = sp.csr_matrix(rng.random((30, 200)) < 0.1)
+if sys.argv[1] == "tiles":  # an evaluation: the tile kernel, float32 counting only
+    got = metrics.ap_and_auc_of_factors(
+        torch.from_numpy(users), torch.from_numpy(songs.T.copy()),
+        metrics.Positives.from_csr(relevant, "cpu"), k=50)
+else:  # a CNN's validation: the block kernel, float32 scores
+    got = metrics.ranking_metrics(users @ songs.T, relevant, k=50)
+np.save(sys.argv[2], np.stack([np.asarray(g, np.float64) for g in got]))
+"""
+
+
+def test_kernels_cached_by_one_process_serve_the_next(tmp_path):
+    """numba's disk cache is shared by every process of a machine: an evaluation that
+    cached the tile kernel's float32 loop, then a first validation compiling the block
+    kernel, must count the same as each alone (the float64 loop once ran the float32
+    one's code and failed to compile)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    for run in ("tiles", "block", "tiles", "block"):
+        subprocess.run(
+            [sys.executable, "-c", _CACHED_KERNELS, run, str(tmp_path / f"{run}.npy")],
+            env=env, check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    tiles, block = np.load(tmp_path / "tiles.npy"), np.load(tmp_path / "block.npy")
+    np.testing.assert_allclose(tiles, block, rtol=1e-6)
+    assert np.isfinite(tiles).all()
