@@ -24,6 +24,7 @@ from coldtune.content.cnn import (
     NetworkConfig,
     build_cnn,
     predict_clip,
+    window_batch,
 )
 from coldtune.content.objectives import mse_loss
 from coldtune.content.training import PRECISIONS
@@ -95,11 +96,7 @@ def main() -> None:
         def load() -> None:
             for _ in range(args.steps):
                 batch = songs[load_rng.integers(0, len(songs), BATCH)]
-                torch.from_numpy(
-                    store.random_windows(batch, frames=WINDOW_FRAMES, rng=load_rng).astype(
-                        np.float32
-                    )
-                )
+                window_batch(store, batch, rng=load_rng)  # what CNN.fit reads a step
 
         load()
         ((seconds, _),) = interleaved_medians({"load": load}, args.repeats).values()

@@ -33,7 +33,7 @@ import torch
 from common import command, interleaved_medians, machine
 
 from coldtune.audio.store import FeatureStore
-from coldtune.content.cnn import WINDOW_FRAMES, NetworkConfig, build_cnn
+from coldtune.content.cnn import WINDOW_FRAMES, NetworkConfig, build_cnn, window_batch
 from coldtune.content.configs import CNNConfig
 from coldtune.content.objectives import mse_loss
 from coldtune.content.training import PRECISIONS, _read_ahead, auto_precision
@@ -101,10 +101,8 @@ def main() -> None:
         return step, run
 
     def read(rows: np.ndarray, read_rng: np.random.Generator) -> torch.Tensor:
-        windows = store.random_windows(
-            songs[np.repeat(rows, config.windows_per_song)], frames=WINDOW_FRAMES, rng=read_rng
-        )
-        return torch.from_numpy(windows.astype(np.float32))
+        # what CNN.fit's make_batch reads
+        return window_batch(store, songs[np.repeat(rows, config.windows_per_song)], rng=read_rng)
 
     batches = [(None, rng.integers(0, len(songs), config.batch_size)) for _ in range(args.steps)]
     default_step, default_run = trainer(precision=precision)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import tone, write_clip
 
 from coldtune.audio.store import (
@@ -19,6 +20,7 @@ from coldtune.audio.store import (
     extract_clip,
     find_clips,
 )
+from coldtune.content.cnn import window_batch
 from coldtune.errors import ParameterError, WorkspaceError
 
 # bad files, each with the words its reason must contain
@@ -102,7 +104,22 @@ def test_windows_are_slices_of_memory_maps(tmp_path):
     batch = store.random_windows(
         ["TRGOOD000", "TRGOOD001", "TRGOOD002"], frames=130, rng=np.random.default_rng(0)
     )
-    assert batch.shape == (3, 130, 128)
+    assert batch.shape == (3, 130, 128) and batch.dtype == np.float16
+    # the same windows as drawing each song's start in turn and slicing it out
+    songs, rng = ["TRGOOD002", "TRGOOD000", "TRGOOD002", "TRGOOD001"], np.random.default_rng(5)
+    expected = [
+        store.window(s, start=int(rng.integers(0, store.n_frames(s) - 129)), frames=130)
+        for s in songs
+    ]
+    np.testing.assert_array_equal(
+        store.random_windows(songs, frames=130, rng=np.random.default_rng(5)), expected
+    )
+    widened = window_batch(store, songs, rng=np.random.default_rng(5))
+    assert widened.dtype == torch.float32
+    np.testing.assert_array_equal(widened.numpy(), np.asarray(expected, np.float32))
+    assert store.random_windows([], frames=130, rng=rng).shape == (0, 130, 128)
+    with pytest.raises(ParameterError, match="'TRGOOD000' has .* fewer than a window of"):
+        store.random_windows(["TRGOOD000", "TRGOOD001"], frames=10**6, rng=rng)
     with pytest.raises(ParameterError, match="outside"):
         store.window("TRGOOD000", start=100, frames=1000)
     with pytest.raises(WorkspaceError, match="not in the feature store"):

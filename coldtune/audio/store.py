@@ -727,8 +727,11 @@ class FeatureStore:
         return kind
 
     def _open(self, shard: int, kind: str) -> np.ndarray:
+        """The shard's memory map as a plain read-only array: slicing an np.memmap runs
+        its Python __array_finalize__ for every slice, a plain view of the same pages
+        does not."""
         path = self.root / "shards" / f"{self.shard_names[shard]}.{kind}.npy"
-        return np.load(path, mmap_mode="r")
+        return np.load(path, mmap_mode="r").view(np.ndarray)
 
     def row(self, song_id: str) -> int:
         try:
@@ -765,15 +768,21 @@ class FeatureStore:
     ) -> np.ndarray:
         """One window of `frames` frames at a uniformly random start in each song
         [shape=(len(song_ids), frames, width)], float16: the CNN's training input."""
-        out = np.empty((len(song_ids), frames, self.width(kind)), np.float16)
-        for i, song_id in enumerate(song_ids):
-            total = self.n_frames(song_id)
-            if total < frames:
-                raise ParameterError(
-                    f"song {song_id!r} has {total} frames, fewer than a window of {frames}"
-                )
-            start = int(rng.integers(0, total - frames + 1))
-            out[i] = self.window(song_id, start=start, frames=frames, kind=kind)
+        kind = self._kind(kind)
+        rows = [self.row(song_id) for song_id in song_ids]
+        totals = self.frames[rows]
+        if rows and totals.min() < frames:
+            short = int(np.argmax(totals < frames))
+            raise ParameterError(
+                f"song {song_ids[short]!r} has {totals[short]} frames, fewer than a window "
+                f"of {frames}"
+            )
+        out = np.empty((len(rows), frames, self.width(kind)), np.float16)
+        # one start per song, drawn in turn (the stream of draws a seed has always given)
+        firsts, shards = self.offsets[rows].tolist(), self.shard_of[rows].tolist()
+        for i, total in enumerate(totals.tolist()):
+            first = firsts[i] + int(rng.integers(0, total - frames + 1))
+            out[i] = self._memmap(shards[i], kind)[first : first + frames]
         return out
 
     def iter_songs(self, kind: str = "mel") -> Iterator[tuple[str, np.ndarray]]:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from coldtune.content.base import (
+    FeatureSource,
     SongFeatures,
     TrainingSet,
     frames_of,
@@ -265,6 +266,15 @@ CNN_ARCHITECTURES: dict[str, type[nn.Module]] = {
 
 def build_cnn(config: NetworkConfig) -> nn.Module:
     return CNN_ARCHITECTURES[config.validate().architecture](config)
+
+
+def window_batch(store: FeatureSource, song_ids, *, rng: np.random.Generator) -> torch.Tensor:
+    """One random window of each song, float32 [shape=(len(song_ids), WINDOW_FRAMES,
+    n_mels)]: a training step's input. torch widens the store's float16 (with the CPU's
+    conversion instructions) 3-4x faster than numpy's astype: on 2 cores a batch of 128
+    windows reads in 1.1 ms, where numpy's widening alone took 4 ms (bench_cnn_train)."""
+    windows = store.random_windows(song_ids, frames=WINDOW_FRAMES, rng=rng)
+    return torch.from_numpy(windows).float()
 
 
 def _consecutive_windows(frames: np.ndarray, window_frames: int) -> np.ndarray:
@@ -506,10 +516,7 @@ class CNN:
             return value
 
         def make_batch(rows: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-            windows = store.random_windows(
-                songs[np.repeat(rows, repeat)], frames=WINDOW_FRAMES, rng=rng
-            )
-            return torch.from_numpy(windows.astype(np.float32))
+            return window_batch(store, songs[np.repeat(rows, repeat)], rng=rng)
 
         val_rows, _ = split_rows(len(songs), fraction=loop.validation_fraction, seed=loop.seed)
         ranking = RankingValidation(data.user_factors, data.confidence, val_rows)
