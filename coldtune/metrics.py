@@ -444,9 +444,7 @@ def _passes(kind):
 
     above_below.__name__ += f"_{np.dtype(kind).name}"
     above_below.__qualname__ += f"_{np.dtype(kind).name}"
-    return numba.njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc"})(
-        above_below
-    )
+    return numba.njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc"})(above_below)
 
 
 @functools.cache
