@@ -233,19 +233,31 @@ def test_a_checkpoint_is_read_without_running_code(tmp_path):
     assert result.resumed_from_epoch == 0 and not (tmp_path / "ran").exists()
 
 
-def test_pca_and_ridge_equal_scikit_learns(rng):
+@pytest.mark.parametrize(
+    "songs, words",
+    [(80, 12), (20, 30)],  # more songs than words: the scatter matrix's eigh; fewer: the SVD
+)
+def test_pca_equals_scikit_learns(rng, songs, words):
     from sklearn.decomposition import PCA as SkPCA
-    from sklearn.linear_model import Ridge
 
-    X = rng.standard_normal((80, 12)) @ rng.standard_normal((12, 12))
-    Y = rng.standard_normal((80, 3))
+    # a spectrum that falls off, as word frequencies' does, offset from the origin
+    X = rng.standard_normal((songs, words)) * np.geomspace(3.0, 0.05, words) + 2.0
+    X = X @ np.linalg.qr(rng.standard_normal((words, words)))[0]
     ours = PCA(0.9).fit(X)
     theirs = SkPCA(n_components=0.9, svd_solver="full").fit(X)
+    assert 1 < ours.components_.shape[0] < min(songs, words)
     assert ours.components_.shape == theirs.components_.shape
     # components agree up to sign
     signs = np.sign(np.sum(ours.components_ * theirs.components_, axis=1))[:, None]
     np.testing.assert_allclose(ours.components_, signs * theirs.components_, atol=1e-8)
     np.testing.assert_allclose(ours.transform(X), theirs.transform(X) * signs.T, atol=1e-8)
+
+
+def test_pca_and_ridge_equal_scikit_learns(rng):
+    from sklearn.linear_model import Ridge
+
+    X = rng.standard_normal((80, 12)) @ rng.standard_normal((12, 12))
+    Y = rng.standard_normal((80, 3))
     W = _ridge(X, Y, 3.0)
     sk = Ridge(alpha=3.0).fit(X, Y)
     np.testing.assert_allclose(W[:-1], sk.coef_.T, atol=1e-8)

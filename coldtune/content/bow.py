@@ -126,17 +126,30 @@ class BagOfWords:
 
 
 class PCA:
-    """Principal components keeping `variance` of the variance (SVD of centred data)."""
+    """Principal components keeping `variance` of the variance of the centred data.
+
+    With more songs than words (every world but the smallest) the components are the
+    eigenvectors of the words' scatter matrix Xc^T Xc, the right singular vectors of
+    Xc: one matrix product and a symmetric eigendecomposition of words x words, where
+    an SVD of the songs x words matrix took most of bow-linear's time at paper size
+    (docs/benchmarks.md, "PCA by the scatter matrix"). Otherwise the SVD itself."""
 
     def __init__(self, variance: float = 0.95):
         self.variance = variance
 
     def fit(self, X: np.ndarray) -> PCA:
         self.mean_ = X.mean(axis=0)
-        _, singular, components = np.linalg.svd(X - self.mean_, full_matrices=False)
-        explained = np.cumsum(singular**2) / max(float(np.sum(singular**2)), 1e-12)
+        centred = X - self.mean_
+        if centred.shape[0] >= centred.shape[1]:
+            # eigh returns ascending eigenvalues: the largest first, as the SVD orders them
+            power, vectors = np.linalg.eigh(centred.T @ centred)
+            power, components = np.clip(power[::-1], 0.0, None), vectors[:, ::-1].T
+        else:
+            _, singular, components = np.linalg.svd(centred, full_matrices=False)
+            power = singular**2
+        explained = np.cumsum(power) / max(float(np.sum(power)), 1e-12)
         keep = int(np.searchsorted(explained, self.variance) + 1)
-        self.components_ = components[: min(keep, len(components))]
+        self.components_ = np.ascontiguousarray(components[: min(keep, len(components))])
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
