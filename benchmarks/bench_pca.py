@@ -9,12 +9,15 @@ few of `--topics` word distributions, `--frames` frames counted into words, divi
 the frames. 7,385 x 4,000 is the paper-size world's warm songs and Table 2's codebook;
 bow-linear fits the PCA twice (the training part, then every warm song), bow-mlp and
 mlr once. Prints the medians of interleaved runs, the components kept, and the largest
-difference of the projections from the SVD's (up to each component's sign).
+difference of the projections from the SVD's (up to each component's sign); then, on
+`--memory-songs` songs (more than the 8,192 the scatter matrix sums at a time), each
+PCA's peak of numpy's allocations beyond the frequencies themselves (tracemalloc).
 """
 
 from __future__ import annotations
 
 import argparse
+import tracemalloc
 
 import numpy as np
 from common import command, interleaved_medians, machine
@@ -53,6 +56,8 @@ def main() -> None:
     parser.add_argument("--variance", type=float, default=0.95)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-sklearn", action="store_true")
+    parser.add_argument("--memory-songs", type=int, default=30000)
+    parser.add_argument("--memory-words", type=int, default=1000)
     args = parser.parse_args()
     blas = ", ".join(f"{b['internal_api']} {b['num_threads']} threads" for b in threadpool_info())
     print(f"# {command()}\n# {machine()}; {blas}")
@@ -95,6 +100,17 @@ def main() -> None:
         f"projections onto the {n} components shared: largest |difference| "
         f"{np.abs(a - b * signs).max():.2e} (largest |value| {scale:.2e})"
     )
+    X = word_frequencies(args.memory_songs, args.memory_words, args.topics, args.frames, seed=1)
+    print(
+        f"peak memory of a fit beyond the {X.nbytes / 1e6:,.0f} MB of frequencies "
+        f"({args.memory_songs:,} songs x {args.memory_words:,} words, float64):"
+    )
+    for name, make in [("coldtune (scatter matrix)", PCA), ("before (SVD)", SvdPCA)]:
+        tracemalloc.start()
+        make(args.variance).fit(X)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        print(f"  {name:28s} {peak / 1e6:8,.0f} MB ({peak / X.nbytes:.2f}x the frequencies)")
 
 
 if __name__ == "__main__":

@@ -234,11 +234,15 @@ def test_a_checkpoint_is_read_without_running_code(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "songs, words",
-    [(80, 12), (20, 30)],  # more songs than words: the scatter matrix's eigh; fewer: the SVD
+    "songs, words, part",
+    # more songs than words: the scatter matrix's eigh, in one part or summed over parts
+    # of 16 songs (the last one short); fewer songs than words: the SVD
+    [(80, 12, 8192), (90, 12, 16), (20, 30, 8192)],
 )
-def test_pca_equals_scikit_learns(rng, songs, words):
+def test_pca_equals_scikit_learns(rng, monkeypatch, songs, words, part):
     from sklearn.decomposition import PCA as SkPCA
+
+    monkeypatch.setattr("coldtune.content.bow.SCATTER_ROWS", part)
 
     # a spectrum that falls off, as word frequencies' does, offset from the origin
     X = rng.standard_normal((songs, words)) * np.geomspace(3.0, 0.05, words) + 2.0

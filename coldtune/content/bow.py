@@ -125,6 +125,10 @@ class BagOfWords:
         return out
 
 
+SCATTER_ROWS = 8192
+"""Songs centred at a time for PCA's scatter matrix (8,192 x 4,000 words: 262 MB)."""
+
+
 class PCA:
     """Principal components keeping `variance` of the variance of the centred data.
 
@@ -139,18 +143,27 @@ class PCA:
 
     def fit(self, X: np.ndarray) -> PCA:
         self.mean_ = X.mean(axis=0)
-        centred = X - self.mean_
-        if centred.shape[0] >= centred.shape[1]:
+        if X.shape[0] >= X.shape[1]:
             # eigh returns ascending eigenvalues: the largest first, as the SVD orders them
-            power, vectors = np.linalg.eigh(centred.T @ centred)
+            power, vectors = np.linalg.eigh(self._scatter(X))
             power, components = np.clip(power[::-1], 0.0, None), vectors[:, ::-1].T
         else:
-            _, singular, components = np.linalg.svd(centred, full_matrices=False)
+            _, singular, components = np.linalg.svd(X - self.mean_, full_matrices=False)
             power = singular**2
         explained = np.cumsum(power) / max(float(np.sum(power)), 1e-12)
         keep = int(np.searchsorted(explained, self.variance) + 1)
         self.components_ = np.ascontiguousarray(components[: min(keep, len(components))])
         return self
+
+    def _scatter(self, X: np.ndarray) -> np.ndarray:
+        """Xc^T Xc, centred SCATTER_ROWS songs at a time: memory for X and one part of
+        it, not a centred copy of the whole (at Table 3's 338,000 warm songs x 4,000
+        words, 10.8 GB in float64)."""
+        scatter = np.zeros((X.shape[1], X.shape[1]), dtype=np.result_type(X.dtype, np.float32))
+        for lo in range(0, X.shape[0], SCATTER_ROWS):
+            part = X[lo : lo + SCATTER_ROWS] - self.mean_
+            scatter += part.T @ part
+        return scatter
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean_) @ self.components_.T
