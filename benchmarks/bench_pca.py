@@ -6,12 +6,14 @@ against the SVD of the songs x words matrix that it replaced, and scikit-learn's
 
 The word frequencies are drawn the way a codebook makes them: each song a mixture of a
 few of `--topics` word distributions, `--frames` frames counted into words, divided by
-the frames. 7,385 x 4,000 is the paper-size world's warm songs and Table 2's codebook;
-bow-linear fits the PCA twice (the training part, then every warm song), bow-mlp and
-mlr once. Prints the medians of interleaved runs, the components kept, and the largest
-difference of the projections from the SVD's (up to each component's sign); then, on
-`--memory-songs` songs (more than the 8,192 the scatter matrix sums at a time), each
-PCA's peak of numpy's allocations beyond the frequencies themselves (tracemalloc).
+the frames; float32, as `BagOfWords.transform` gives them. 7,385 x 4,000 is the
+paper-size world's warm songs and Table 2's codebook; bow-linear fits the PCA twice (the
+training part, then every warm song), bow-mlp and mlr once. Prints the medians of
+interleaved runs, the components kept, and each one's accuracy: the largest error of the
+projections onto each component (up to its sign), relative to that component's largest
+value, against an SVD in float64; then, on `--memory-songs` songs (more than the 8,192
+the scatter matrix sums at a time), each PCA's peak of numpy's allocations beyond the
+frequencies themselves (tracemalloc).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def word_frequencies(songs: int, words: int, topics: int, frames: int, seed: int
     mixtures = rng.dirichlet(np.full(topics, 0.3), size=songs)
     chances = mixtures @ topic_words
     counts = np.stack([rng.multinomial(frames, p / p.sum()) for p in chances])
-    return counts / frames
+    return (counts / frames).astype(np.float32)
 
 
 def main() -> None:
@@ -92,18 +94,21 @@ def main() -> None:
     ours, svd = fitted["eigh"], fitted["svd"]
     kept = (ours.components_.shape[0], svd.components_.shape[0])
     print(f"components kept for {args.variance:.0%} of the variance: {kept[0]} (SVD: {kept[1]})")
-    n = min(kept)
-    a, b = ours.transform(X)[:, :n], svd.transform(X)[:, :n]
-    signs = np.sign(np.sum(a * b, axis=0))
-    scale = float(np.abs(b).max())
-    print(
-        f"projections onto the {n} components shared: largest |difference| "
-        f"{np.abs(a - b * signs).max():.2e} (largest |value| {scale:.2e})"
-    )
+    exact = SvdPCA(args.variance).fit(X.astype(np.float64))
+    n = min(*kept, exact.components_.shape[0])
+    truth = exact.transform(X.astype(np.float64))[:, :n]
+    for name, pca in [("coldtune", ours), ("before (SVD)", svd)]:
+        got = pca.transform(X)[:, :n].astype(np.float64)
+        signs = np.sign(np.sum(got * truth, axis=0))
+        error = np.abs(got * signs - truth).max(axis=0) / np.abs(truth).max(axis=0)
+        print(
+            f"  {name:14s} against float64's SVD, {n} components: relative error "
+            f"median {np.median(error):.1e}, largest {error.max():.1e}"
+        )
     X = word_frequencies(args.memory_songs, args.memory_words, args.topics, args.frames, seed=1)
     print(
         f"peak memory of a fit beyond the {X.nbytes / 1e6:,.0f} MB of frequencies "
-        f"({args.memory_songs:,} songs x {args.memory_words:,} words, float64):"
+        f"({args.memory_songs:,} songs x {args.memory_words:,} words, float32):"
     )
     for name, make in [("coldtune (scatter matrix)", PCA), ("before (SVD)", SvdPCA)]:
         tracemalloc.start()

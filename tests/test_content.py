@@ -251,10 +251,28 @@ def test_pca_equals_scikit_learns(rng, monkeypatch, songs, words, part):
     theirs = SkPCA(n_components=0.9, svd_solver="full").fit(X)
     assert 1 < ours.components_.shape[0] < min(songs, words)
     assert ours.components_.shape == theirs.components_.shape
-    # components agree up to sign
-    signs = np.sign(np.sum(ours.components_ * theirs.components_, axis=1))[:, None]
-    np.testing.assert_allclose(ours.components_, signs * theirs.components_, atol=1e-8)
-    np.testing.assert_allclose(ours.transform(X), theirs.transform(X) * signs.T, atol=1e-8)
+    # the same components, signs included (each one's largest entry positive)
+    np.testing.assert_allclose(ours.components_, theirs.components_, atol=1e-8)
+    np.testing.assert_allclose(ours.transform(X), theirs.transform(X), atol=1e-8)
+
+
+def test_pca_of_float32_frequencies_is_as_close_as_the_svd(rng):
+    # word frequencies are float32; a scatter matrix squares their condition number, so
+    # it is summed in float64, and the components keep the accuracy of float32's SVD
+    X = rng.standard_normal((400, 40)) * np.geomspace(1.0, 1e-3, 40)
+    X = (X @ np.linalg.qr(rng.standard_normal((40, 40)))[0]).astype(np.float32)
+    exact = PCA(1.0 - 1e-9).fit(X.astype(np.float64))
+    ours = PCA(1.0 - 1e-9).fit(X)
+    assert ours.components_.dtype == np.float32 and len(ours.components_) == 40
+    truth, got = exact.transform(X.astype(np.float64)), ours.transform(X)
+    signs = np.sign(np.sum(truth * got, axis=0))
+    error = np.abs(got * signs - truth).max(axis=0) / np.abs(truth).max(axis=0)
+    svd = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)[2]  # float32's own SVD
+    svd_got = (X - X.mean(axis=0)) @ svd.T
+    svd_error = np.abs(svd_got * np.sign(np.sum(truth * svd_got, axis=0)) - truth).max(
+        axis=0
+    ) / np.abs(truth).max(axis=0)
+    assert error.max() < max(10 * svd_error.max(), 1e-5), (error.max(), svd_error.max())
 
 
 def test_pca_and_ridge_equal_scikit_learns(rng):
