@@ -57,3 +57,26 @@ def test_mse_is_eq_4_per_song():
     predicted = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     target = torch.tensor([[1.0, 0.0], [3.0, 4.0]])
     assert mse_loss(predicted, target).item() == pytest.approx((4.0 + 25.0) / 2)
+
+
+def test_wpe_gradient_equals_the_literal_sums(rng):
+    """Each listener's term reaches its own song of the batch: one song played by most
+    users beside songs with one listener or none, repeats included."""
+    n_users, n_songs, k = 50, 6, 3
+    played = np.zeros((n_users, n_songs), dtype=bool)
+    played[:45, 0] = True  # the popular song
+    played[7, 1] = played[20, 3] = played[3, 4] = played[30, 4] = True
+    plays = sp.csr_matrix(played * rng.integers(1, 9, size=played.shape).astype(np.float64))
+    conf = confidence(plays, alpha=2.0, epsilon=1.0)
+    X = rng.standard_normal((n_users, k))
+    songs = np.array([1, 0, 2, 4, 0, 3])
+    Y = rng.standard_normal((len(songs), k))
+    fast_y = torch.tensor(Y, dtype=torch.float32, requires_grad=True)
+    WPELoss(X, conf)(fast_y, songs).backward()
+    # the literal double sum of eq. (5) in float64, differentiated by torch
+    slow_y = torch.tensor(Y, requires_grad=True)
+    c = torch.as_tensor(np.where(played, conf.toarray(), 1.0))[:, songs].T  # (B, users)
+    p = torch.as_tensor(played[:, songs].T.astype(np.float64))
+    terms = c * (p - slow_y @ torch.as_tensor(X).T) ** 2
+    (terms.sum(dim=1).mean() / n_users).backward()
+    np.testing.assert_allclose(fast_y.grad.numpy(), slow_y.grad.numpy(), rtol=1e-4, atol=1e-6)

@@ -28,8 +28,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from coldtune.padded import padded_rows
-
 
 def mse_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """eq. (4), averaged over the songs of the batch: mean_i ||y_i - y'_i||^2."""
@@ -52,22 +50,28 @@ class WPELoss:
         self.gram = self.X.T @ self.X  # X^T X, once
         self.by_song = sp.csc_matrix(confidence, dtype=np.float32)
 
-    def _listeners(self, songs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded listener rows (B, L) and their c_ui (B, L), 0 where padded."""
-        # a song's listeners are its column: rows of the transposed sub-matrix
-        rows, conf, _ = padded_rows(self.by_song[:, songs].T.tocsr())
-        return (
-            torch.as_tensor(rows, device=self.device),
-            torch.as_tensor(conf, device=self.device),
-        )
+    def _listeners(self, songs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every listener of the batch's songs, flat: (position in the batch, user, c_ui),
+        one entry per played pair, so a batch costs its plays, not its songs times its
+        most-played song's listeners (padding to those made a batch an order of
+        magnitude dearer with 20,000 users: docs/benchmarks.md, "The WPE objective")."""
+        indptr, users, conf = self.by_song.indptr, self.by_song.indices, self.by_song.data
+        starts, lengths = indptr[songs], indptr[songs + 1] - indptr[songs]
+        owner = np.repeat(np.arange(len(songs)), lengths)
+        offsets = np.cumsum(lengths) - lengths
+        slots = np.arange(int(lengths.sum())) - np.repeat(offsets - starts, lengths)
+        return owner, users[slots], conf[slots]
 
     def per_song(self, predicted: torch.Tensor, songs: np.ndarray) -> torch.Tensor:
         """sum_u c_ui (p_ui - x_u^T y'_i)^2 for each song of the batch [shape=(B,)]."""
-        rows, conf = self._listeners(np.asarray(songs))
+        owner, users, conf = self._listeners(np.asarray(songs, dtype=np.int64))
+        owner_t = torch.as_tensor(owner, device=self.device)
+        c = torch.as_tensor(conf, device=self.device)
         dense = ((predicted @ self.gram) * predicted).sum(dim=1)  # y^T X^T X y
-        scores = (self.X[rows] * predicted[:, None, :]).sum(dim=-1)  # x_u^T y, listeners
-        listened = conf * (1.0 - scores) ** 2 - scores**2
-        return dense + (listened * (conf > 0)).sum(dim=1)
+        x = self.X[torch.as_tensor(users, dtype=torch.int64, device=self.device)]
+        scores = (x * predicted[owner_t]).sum(dim=1)  # x_u^T y, one per listener
+        listened = c * (1.0 - scores) ** 2 - scores**2
+        return dense.index_add(0, owner_t, listened.to(dense.dtype))
 
     def __call__(self, predicted: torch.Tensor, songs: np.ndarray) -> torch.Tensor:
         """Mean over the batch's songs and over users of eq. (5)'s terms."""
