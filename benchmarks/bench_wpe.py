@@ -3,14 +3,16 @@
 against the padded version it replaced (each song's listeners padded to the batch's
 most-played song), on the same batches.
 
-    python benchmarks/bench_wpe.py --triplets W/world/train_triplets.txt --batch 128
+    python benchmarks/bench_wpe.py --triplets W/world/train_triplets.txt --batch 128 --windows 4
     python benchmarks/bench_wpe.py --synth medium --batch 128
 
 The plays are a Taste Profile triplets file (a demo world's) or `coldtune.data.synth`'s
 generator; the user factors are random (the cost does not depend on their values). A
-batch is `--batch` songs drawn uniformly from those with listeners, as the training
-loops draw them: the CNN's 32 songs x 4 windows are 128 rows, bow-mlp's 256. Prints the
-medians of interleaved runs and checks the two agree.
+batch is `--batch` rows: `--batch / --windows` songs drawn uniformly from those with
+listeners, as the training loops draw them, each repeated `--windows` times (the CNN's
+32 songs x 4 windows are 128 rows, each window with its song's listeners; bow-mlp's
+batch is 64 songs, one row each). Prints the medians of interleaved runs and checks
+the two agree.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument("--triplets", help="a Taste Profile triplets file")
     parser.add_argument("--synth", default="medium", help="else coldtune.data.synth's size")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--windows", type=int, default=1, help="rows per song")
     parser.add_argument("--factors", type=int, default=50)
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
@@ -61,7 +64,11 @@ def main() -> None:
     X = (0.1 * rng.standard_normal((plays.shape[0], args.factors))).astype(np.float32)
     flat, padded = WPELoss(X, conf), PaddedWPELoss(X, conf)
     played = np.flatnonzero(listeners)
-    batches = [rng.choice(played, size=args.batch) for _ in range(args.batches)]
+    per_batch = max(1, args.batch // args.windows)
+    batches = [
+        np.repeat(rng.choice(played, size=per_batch), args.windows) for _ in range(args.batches)
+    ]
+    args.batch = len(batches[0])
     predicted = [torch.randn(args.batch, args.factors) for _ in batches]
 
     def run(loss):
@@ -82,7 +89,8 @@ def main() -> None:
         f"# {plays.shape[0]:,} users x {plays.shape[1]:,} songs, {plays.nnz:,} pairs; "
         f"listeners per song: median {int(np.median(listeners[played]))}, "
         f"most {listeners.max():,}; "
-        f"a batch of {args.batch}: {int(np.median([listeners[s].sum() for s in batches])):,} "
+        f"a batch of {args.batch} rows ({per_batch} songs): "
+        f"{int(np.median([listeners[s].sum() for s in batches])):,} "
         f"listeners, padded to {int(np.median(widths)):,} each (medians)"
     )
     medians = interleaved_medians({"flat": run(flat), "padded": run(padded)}, args.repeats)
